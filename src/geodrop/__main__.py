@@ -1,0 +1,5 @@
+import sys
+
+from geodrop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,482 @@
+"""The cluster configuration: one TOML file, read by every process.
+
+This module is the only way in for configuration: it parses the file into typed,
+frozen objects and rejects anything it does not understand with a
+:class:`~geodrop.errors.ConfigError` naming the offending key (``regions[1].links[0].carrier``).
+Relative paths in the file are taken relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+from geodrop.errors import ConfigError
+
+CARRIERS: Final = ("telecom", "unicom", "mobile", "any")
+REGION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+LINK_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A host and port a server binds."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """One carrier link of a file server: an address clients reach it on."""
+
+    name: str
+    url: str
+    listen: ListenAddress
+    carrier: str
+    capacity_mbps: float
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    kind: Literal["local"]
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataConfig:
+    kind: Literal["sqlite"]
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RegionConfig:
+    """One region: its access unit, its links, where it keeps files and metadata."""
+
+    name: str
+    access_url: str
+    listen: ListenAddress
+    links: tuple[LinkConfig, ...]
+    fallback: tuple[str, ...]
+    storage: StorageConfig
+    metadata: MetadataConfig
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRule:
+    network: Network
+    region: str
+    carrier: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRule:
+    """A country (and optionally one of its subdivisions) that belongs to a region."""
+
+    country: str
+    subdivision: str | None
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class GeoConfig:
+    default_region: str
+    default_carrier: str
+    city_db: Path | None
+    asn_db: Path | None
+    overrides: tuple[OverrideRule, ...]
+    region_rules: tuple[RegionRule, ...]
+    asn_carriers: Mapping[int, str]
+    trusted_proxies: tuple[Network, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfig:
+    user_token: str
+    peer: str
+    url_signing: str
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_file_size: int
+    upload_expiry_seconds: int
+    retention_seconds: int
+    signed_url_ttl_seconds: int
+    max_receivers: int
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryConfig:
+    url: str
+    listen: ListenAddress
+    database: Path
+    heartbeat_timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Everything every process of one geodrop cluster needs to know."""
+
+    directory: DirectoryConfig
+    regions: tuple[RegionConfig, ...]
+    geo: GeoConfig
+    keys: KeysConfig
+    limits: LimitsConfig
+    heartbeat_interval_seconds: float
+    source: Path | None = field(default=None, compare=False)
+
+    def region(self, name: str) -> RegionConfig:
+        """The region called ``name``.
+
+        Raises:
+            KeyError: there is no such region.
+        """
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(name)
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.regions)
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+
+
+class _Table:
+    """A TOML table that remembers its own key path, for error messages."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, base: Path) -> None:
+        self.data = data
+        self.path = path
+        self.base = base
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def _get(self, name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise ConfigError(f"{self.key(name)}: missing")
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ConfigError(f"{self.key(name)}: expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise ConfigError(
+                f"{self.key(name)}: expected {_kind_name(kind)}, got {type(value).__name__}"
+            )
+        return value
+
+    def string(self, name: str, default: Any = None) -> str:
+        value: str = self._get(name, str, _REQUIRED if default is None else default)
+        if not value:
+            raise ConfigError(f"{self.key(name)}: must not be empty")
+        return value
+
+    def optional_string(self, name: str) -> str | None:
+        value: str | None = self._get(name, str, None)
+        return value
+
+    def number(self, name: str, default: float | None = None, *, minimum: float = 0) -> float:
+        value = float(self._get(name, (int, float), _REQUIRED if default is None else default))
+        if value <= minimum:
+            raise ConfigError(f"{self.key(name)}: must be greater than {minimum:g}")
+        return value
+
+    def integer(self, name: str, default: int | None = None, *, minimum: int = 1) -> int:
+        value: int = self._get(name, int, _REQUIRED if default is None else default)
+        if value < minimum:
+            raise ConfigError(f"{self.key(name)}: must be at least {minimum}")
+        return value
+
+    def path_value(self, name: str, default: str | None = None) -> Path:
+        return self.base / self.string(name, default)
+
+    def optional_path(self, name: str) -> Path | None:
+        value = self.optional_string(name)
+        return None if value is None else self.base / value
+
+    def string_list(self, name: str) -> tuple[str, ...]:
+        values = self._get(name, list, [])
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise ConfigError(f"{self.key(name)}[{i}]: expected a string")
+        return tuple(values)
+
+    def table(self, name: str, *, required: bool = True) -> _Table:
+        value = self._get(name, dict, _REQUIRED if required else {})
+        return _Table(value, self.key(name), self.base)
+
+    def tables(self, name: str) -> list[_Table]:
+        values = self._get(name, list, [])
+        out = []
+        for i, value in enumerate(values):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{self.key(name)}[{i}]: expected a table")
+            out.append(_Table(value, f"{self.key(name)}[{i}]", self.base))
+        return out
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
+
+
+_REQUIRED: Final = object()
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _listen(table: _Table, name: str) -> ListenAddress:
+    text = table.string(name)
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        port_number = int(port)
+    except ValueError:
+        raise ConfigError(
+            f"{table.key(name)}: expected ADDRESS:PORT with a literal IP address, got {text!r}"
+        ) from None
+    if not sep or not 0 < port_number < 65536:
+        raise ConfigError(f"{table.key(name)}: port must be 1-65535, got {text!r}")
+    return ListenAddress(host, port_number)
+
+
+def _url(table: _Table, name: str) -> str:
+    text = table.string(name).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ConfigError(f"{table.key(name)}: expected an http(s) URL, got {text!r}")
+    return text
+
+
+def _network(table: _Table, name: str, text: str) -> Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ConfigError(f"{table.key(name)}: not an IP network: {text!r}") from None
+
+
+def _carrier(table: _Table, name: str) -> str:
+    carrier = table.string(name, "any")
+    if carrier not in CARRIERS:
+        raise ConfigError(f"{table.key(name)}: must be one of {', '.join(CARRIERS)}")
+    return carrier
+
+
+def _parse_link(table: _Table) -> LinkConfig:
+    name = table.string("name")
+    if not LINK_NAME.match(name):
+        raise ConfigError(f"{table.key('name')}: use lowercase letters, digits and '-'")
+    link = LinkConfig(
+        name=name,
+        url=_url(table, "url"),
+        listen=_listen(table, "listen"),
+        carrier=_carrier(table, "carrier"),
+        capacity_mbps=table.number("capacity_mbps", 1000.0),
+    )
+    table.finish()
+    return link
+
+
+def _parse_region(table: _Table) -> RegionConfig:
+    name = table.string("name")
+    if not REGION_NAME.match(name):
+        raise ConfigError(
+            f"{table.key('name')}: a region name is a lowercase letter, then letters, digits, '-'"
+        )
+    links = tuple(_parse_link(t) for t in table.tables("links"))
+    if not links:
+        raise ConfigError(f"{table.key('links')}: a region needs at least one link")
+    seen: set[str] = set()
+    for i, link in enumerate(links):
+        if link.name in seen:
+            raise ConfigError(f"{table.key('links')}[{i}].name: duplicate link name {link.name!r}")
+        seen.add(link.name)
+    storage_table = table.table("storage")
+    storage_kind = storage_table.string("kind", "local")
+    if storage_kind != "local":
+        raise ConfigError(f"{storage_table.key('kind')}: supported: local")
+    storage = StorageConfig("local", storage_table.path_value("path"))
+    storage_table.finish()
+    metadata_table = table.table("metadata")
+    metadata_kind = metadata_table.string("kind", "sqlite")
+    if metadata_kind != "sqlite":
+        raise ConfigError(f"{metadata_table.key('kind')}: supported: sqlite")
+    metadata = MetadataConfig("sqlite", metadata_table.path_value("path"))
+    metadata_table.finish()
+    region = RegionConfig(
+        name=name,
+        access_url=_url(table, "access_url"),
+        listen=_listen(table, "listen"),
+        links=links,
+        fallback=table.string_list("fallback"),
+        storage=storage,
+        metadata=metadata,
+    )
+    table.finish()
+    return region
+
+
+def _parse_geo(table: _Table, region_names: set[str]) -> GeoConfig:
+    def known_region(t: _Table, key: str) -> str:
+        value = t.string(key)
+        if value not in region_names:
+            raise ConfigError(f"{t.key(key)}: no region named {value!r}")
+        return value
+
+    overrides = []
+    for t in table.tables("overrides"):
+        overrides.append(
+            OverrideRule(
+                _network(t, "network", t.string("network")),
+                known_region(t, "region"),
+                _carrier(t, "carrier"),
+            )
+        )
+        t.finish()
+    rules = []
+    for t in table.tables("region_rules"):
+        country = t.string("country").upper()
+        subdivision = t.optional_string("subdivision")
+        rules.append(RegionRule(country, subdivision.upper() if subdivision else None,
+                                known_region(t, "region")))
+        t.finish()
+    carriers_table = table.table("asn_carriers", required=False)
+    asn_carriers: dict[int, str] = {}
+    for asn_text in list(carriers_table.data):
+        if not asn_text.isdigit():
+            raise ConfigError(f"{carriers_table.key(asn_text)}: an AS number is digits only")
+        asn_carriers[int(asn_text)] = _carrier(carriers_table, asn_text)
+    carriers_table.finish()
+    trusted = table.string_list("trusted_proxies")
+    geo = GeoConfig(
+        default_region=known_region(table, "default_region"),
+        default_carrier=_carrier(table, "default_carrier"),
+        city_db=table.optional_path("city_db"),
+        asn_db=table.optional_path("asn_db"),
+        overrides=tuple(overrides),
+        region_rules=tuple(rules),
+        asn_carriers=asn_carriers,
+        trusted_proxies=tuple(
+            _network(table, f"trusted_proxies[{i}]", t) for i, t in enumerate(trusted)
+        ),
+    )
+    table.finish()
+    return geo
+
+
+def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
+    """Build a :class:`ClusterConfig` from parsed TOML.
+
+    Args:
+        data: the TOML document.
+        base: the folder relative paths are taken from.
+
+    Raises:
+        ConfigError: the document is invalid; the message names the key.
+    """
+    root = _Table(data, "", base)
+    regions = tuple(_parse_region(t) for t in root.tables("regions"))
+    if not regions:
+        raise ConfigError("regions: at least one region is required")
+    names = [r.name for r in regions]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"regions[{i}].name: duplicate region name {name!r}")
+    for i, region in enumerate(regions):
+        for j, other in enumerate(region.fallback):
+            if other not in names or other == region.name:
+                raise ConfigError(
+                    f"regions[{i}].fallback[{j}]: {other!r} is not another region"
+                )
+    directory_table = root.table("directory")
+    directory = DirectoryConfig(
+        url=_url(directory_table, "url"),
+        listen=_listen(directory_table, "listen"),
+        database=directory_table.path_value("database"),
+        heartbeat_timeout_seconds=directory_table.number("heartbeat_timeout_seconds", 10.0),
+    )
+    directory_table.finish()
+    keys_table = root.table("keys")
+    keys = KeysConfig(
+        user_token=keys_table.string("user_token"),
+        peer=keys_table.string("peer"),
+        url_signing=keys_table.string("url_signing"),
+    )
+    for name in ("user_token", "peer", "url_signing"):
+        if len(getattr(keys, name)) < 32:
+            raise ConfigError(f"keys.{name}: use at least 32 characters of secret")
+    keys_table.finish()
+    limits_table = root.table("limits", required=False)
+    limits = LimitsConfig(
+        max_file_size=limits_table.integer("max_file_size", 10 * 1024**3),
+        upload_expiry_seconds=limits_table.integer("upload_expiry_seconds", 24 * 3600),
+        retention_seconds=limits_table.integer("retention_seconds", 7 * 24 * 3600),
+        signed_url_ttl_seconds=limits_table.integer("signed_url_ttl_seconds", 3600),
+        max_receivers=limits_table.integer("max_receivers", 50),
+    )
+    limits_table.finish()
+    geo = _parse_geo(root.table("geo"), set(names))
+    config = ClusterConfig(
+        directory=directory,
+        regions=regions,
+        geo=geo,
+        keys=keys,
+        limits=limits,
+        heartbeat_interval_seconds=root.number("heartbeat_interval_seconds", 2.0),
+    )
+    root.finish()
+    if config.heartbeat_interval_seconds >= directory.heartbeat_timeout_seconds:
+        raise ConfigError(
+            "directory.heartbeat_timeout_seconds: must exceed heartbeat_interval_seconds"
+        )
+    return config
+
+
+def load_config(path: Path) -> ClusterConfig:
+    """Read and validate the cluster configuration file at ``path``.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or is invalid.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    config = parse_config(data, path.resolve().parent)
+    return ClusterConfig(
+        directory=config.directory,
+        regions=config.regions,
+        geo=config.geo,
+        keys=config.keys,
+        limits=config.limits,
+        heartbeat_interval_seconds=config.heartbeat_interval_seconds,
+        source=path.resolve(),
+    )

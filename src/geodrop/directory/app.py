@@ -1,0 +1,54 @@
+"""Building and running the directory (the global server)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from geodrop.config import ClusterConfig
+from geodrop.directory import handlers
+from geodrop.directory.context import DIRECTORY, Directory
+from geodrop.directory.health import RegionHealth
+from geodrop.directory.inbox import Inboxes
+from geodrop.geo.locator import Locator
+from geodrop.metadata.sqlite import SqliteInboxStore
+from geodrop.web.middleware import errors_middleware
+from geodrop.web.serve import serve
+
+
+def build_directory(config: ClusterConfig) -> Directory:
+    """The directory with its locator and inbox store opened."""
+    return Directory(
+        config=config,
+        locator=Locator(config.geo),
+        health=RegionHealth(config.region_names, config.directory.heartbeat_timeout_seconds),
+        inboxes=Inboxes(SqliteInboxStore(config.directory.database)),
+    )
+
+
+def build_app(directory: Directory) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    app[DIRECTORY] = directory
+    app.router.add_get("/v1/locate", handlers.locate)
+    app.router.add_get("/v1/files/{file_id}", handlers.file_redirect)
+    app.router.add_get("/v1/inbox", handlers.inbox)
+    app.router.add_get("/v1/regions", handlers.regions)
+    app.router.add_post("/v1/peer/heartbeat", handlers.heartbeat)
+    app.router.add_post("/v1/peer/inbox", handlers.add_inbox_entry)
+    app.router.add_get("/healthz", handlers.health)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    yield
+    directory = app[DIRECTORY]
+    await directory.inboxes.store.close()
+    directory.locator.close()
+
+
+async def run_directory(config: ClusterConfig) -> None:
+    """Serve the directory until SIGINT or SIGTERM."""
+    directory = build_directory(config)
+    await serve(build_app(directory), [config.directory.listen], "directory")

@@ -1,0 +1,93 @@
+"""Inboxes: entries added by file servers, read (and waited on) by receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, Final
+
+from geodrop.errors import BadRequest, NotFound
+from geodrop.metadata.base import InboxEntry, InboxStore
+from geodrop.protocol import usertokens
+from geodrop.protocol.fileid import parse_file_id
+
+MAX_WAIT_SECONDS: Final = 60.0
+PAGE_SIZE: Final = 100
+
+
+class Inboxes:
+    """The inbox service: durable entries, and wake-ups for receivers waiting on them."""
+
+    def __init__(self, store: InboxStore) -> None:
+        self.store = store
+        self._changed = asyncio.Condition()
+
+    async def add(self, entry: InboxEntry) -> InboxEntry:
+        stored = await self.store.add(entry)
+        async with self._changed:
+            self._changed.notify_all()
+        return stored
+
+    async def wait_for_entries(
+        self, receiver: str, after: int, wait_seconds: float
+    ) -> list[InboxEntry]:
+        """Entries after ``after``; if none, wait up to ``wait_seconds`` for one (long-poll)."""
+        deadline = time.monotonic() + min(wait_seconds, MAX_WAIT_SECONDS)
+        while True:
+            entries = await self.store.list(receiver, after, PAGE_SIZE)
+            remaining = deadline - time.monotonic()
+            if entries or remaining <= 0:
+                return entries
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+def entry_json(entry: InboxEntry) -> dict[str, Any]:
+    return {
+        "cursor": entry.cursor,
+        "file_id": entry.file_id,
+        "sender": entry.sender,
+        "name": entry.filename,
+        "size": entry.size,
+        "sha256": entry.sha256,
+        "region": entry.region,
+        "created_at": entry.created_at,
+    }
+
+
+def parse_entry(body: dict[str, Any], regions: tuple[str, ...]) -> InboxEntry:
+    """An inbox entry from a file server's announcement.
+
+    Raises:
+        BadRequest: a field is missing or malformed.
+    """
+    receiver, sender = body.get("receiver"), body.get("sender")
+    for key, user in (("receiver", receiver), ("sender", sender)):
+        if not isinstance(user, str) or not usertokens.USER_ID.match(user):
+            raise BadRequest(f"{key}: not a valid user id")
+    file_id = body.get("file_id")
+    if not isinstance(file_id, str):
+        raise BadRequest("file_id: required")
+    try:
+        region = parse_file_id(file_id).region
+    except NotFound:
+        raise BadRequest("file_id: not a file id") from None
+    if region not in regions or body.get("region") != region:
+        raise BadRequest("region: must be the file's owning region")
+    filename, size, sha256 = body.get("filename"), body.get("size"), body.get("sha256")
+    if not isinstance(filename, str) or not isinstance(size, int) or not isinstance(sha256, str):
+        raise BadRequest("filename, size and sha256 are required")
+    created_at = body.get("created_at")
+    return InboxEntry(
+        cursor=0,
+        receiver=str(receiver),
+        file_id=file_id,
+        sender=str(sender),
+        filename=filename,
+        size=size,
+        sha256=sha256,
+        region=region,
+        created_at=float(created_at) if isinstance(created_at, int | float) else time.time(),
+    )

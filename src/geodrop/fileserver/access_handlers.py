@@ -1,0 +1,109 @@
+"""HTTP endpoints of the access unit: negotiation, the peer channel, status."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from geodrop.config import CARRIERS
+from geodrop.fileserver import downloads, uploads
+from geodrop.fileserver.context import FILE_SERVER, FileServer
+from geodrop.fileserver.transferurls import signed_url
+from geodrop.geo.locator import Location
+from geodrop.protocol.signing import Action
+from geodrop.web.auth import authenticated_peer, authenticated_user, request_client_ip
+from geodrop.web.jsonbody import json_object, parse_json_object
+
+
+def _client_location(server: FileServer, request: web.Request) -> Location:
+    ip = request_client_ip(request, server.config.geo.trusted_proxies)
+    return server.locator.locate(ip)
+
+
+def _user(server: FileServer, request: web.Request) -> str:
+    return authenticated_user(request, server.config.keys.user_token)
+
+
+async def negotiate_upload(request: web.Request) -> web.Response:
+    """``POST /v1/uploads``: create an upload, answer with its URL on the best link."""
+    server = request.app[FILE_SERVER]
+    user = _user(server, request)
+    body = await json_object(request)
+    upload = uploads.parse_upload_request(
+        body,
+        max_size=server.config.limits.max_file_size,
+        max_receivers=server.config.limits.max_receivers,
+    )
+    location = _client_location(server, request)
+    transfer = await uploads.create_upload(server, user, upload)
+    if transfer.size == 0:
+        transfer = await uploads.complete(server, transfer)
+    url = signed_url(server, Action.UPLOAD, transfer.id, user, location.carrier)
+    return web.json_response(
+        {
+            "upload_id": transfer.id,
+            "file_id": transfer.id,
+            "upload_url": url.url,
+            "region": server.region.name,
+            "link": url.link,
+            "carrier": url.carrier,
+            "client_carrier": location.carrier,
+            "expires_at": url.expires_at,
+        },
+        status=201,
+        headers={"Location": url.url},
+    )
+
+
+async def _negotiated_download(request: web.Request, file_id: str) -> downloads.DownloadAddress:
+    server = request.app[FILE_SERVER]
+    user = _user(server, request)
+    location = _client_location(server, request)
+    return await downloads.download_address(server, file_id, user, location.carrier)
+
+
+async def negotiate_download(request: web.Request) -> web.Response:
+    """``POST /v1/downloads`` ``{"file_id"}``: a signed URL, here or in the owning region."""
+    body = await json_object(request)
+    file_id = body.get("file_id")
+    if not isinstance(file_id, str):
+        return await _missing_file_id()
+    address = await _negotiated_download(request, file_id)
+    return web.json_response(address.to_json())
+
+
+async def _missing_file_id() -> web.Response:
+    from geodrop.errors import BadRequest
+
+    raise BadRequest("file_id: required")
+
+
+async def download_redirect(request: web.Request) -> web.Response:
+    """``GET /v1/files/{file_id}``: the plain-HTTP form, a 302 to the signed URL."""
+    address = await _negotiated_download(request, request.match_info["file_id"])
+    raise web.HTTPFound(address.url, headers={"Cache-Control": "no-store"})
+
+
+async def peer_download_address(request: web.Request) -> web.Response:
+    """``POST /v1/peer/download-address``: another region asks for one of our links."""
+    server = request.app[FILE_SERVER]
+    _, raw = await authenticated_peer(request, server.peer_key, server.replay_guard)
+    file_id, user, carrier = downloads.parse_peer_request(parse_json_object(raw), CARRIERS)
+    address = await downloads.local_address(server, file_id, user, carrier)
+    return web.json_response(address.to_json())
+
+
+async def status(request: web.Request) -> web.Response:
+    """``GET /v1/status``: this region's links and their load."""
+    server = request.app[FILE_SERVER]
+    payload: dict[str, Any] = {
+        "region": server.region.name,
+        "links": [asdict(report) for report in server.meters.reports()],
+    }
+    return web.json_response(payload)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "region": request.app[FILE_SERVER].region.name})

@@ -1,0 +1,91 @@
+"""Building and running one region's file server (access unit + storage unit)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from geodrop.config import ClusterConfig, ListenAddress
+from geodrop.fileserver import access_handlers, background, blob_handlers, tus_handlers
+from geodrop.fileserver.context import FILE_SERVER, FileServer
+from geodrop.fileserver.links import LinkMeters
+from geodrop.geo.locator import Locator
+from geodrop.metadata.sqlite import SqliteTransferStore
+from geodrop.storage.localfs import LocalBlobStore
+from geodrop.web.middleware import errors_middleware
+from geodrop.web.peerclient import PeerClient
+from geodrop.web.serve import serve
+
+
+def build_file_server(config: ClusterConfig, region_name: str) -> FileServer:
+    """The file server of ``region_name``, with its storage and metadata opened.
+
+    Raises:
+        KeyError: no such region.
+        ConfigError: a geo database cannot be opened.
+    """
+    region = config.region(region_name)
+    return FileServer(
+        config=config,
+        region=region,
+        store=LocalBlobStore(region.storage.path),
+        transfers=SqliteTransferStore(region.metadata.path),
+        meters=LinkMeters(region.links),
+        locator=Locator(config.geo),
+        peers=PeerClient(f"region:{region.name}", config.keys.peer.encode()),
+    )
+
+
+def build_app(server: FileServer) -> web.Application:
+    """The aiohttp application serving the access unit and the links."""
+    app = web.Application(
+        middlewares=[tus_handlers.tus_resumable_header, errors_middleware],
+        client_max_size=64 * 1024,
+    )
+    app[FILE_SERVER] = server
+    app.router.add_post("/v1/uploads", access_handlers.negotiate_upload)
+    app.router.add_post("/v1/downloads", access_handlers.negotiate_download)
+    app.router.add_get("/v1/files/{file_id}", access_handlers.download_redirect)
+    app.router.add_post("/v1/peer/download-address", access_handlers.peer_download_address)
+    app.router.add_get("/v1/status", access_handlers.status)
+    app.router.add_get("/healthz", access_handlers.health)
+    app.router.add_route("OPTIONS", "/tus", tus_handlers.options)
+    app.router.add_route("OPTIONS", "/tus/{upload_id}", tus_handlers.options)
+    app.router.add_post("/tus", tus_handlers.create)
+    app.router.add_head("/tus/{upload_id}", tus_handlers.head)
+    app.router.add_patch("/tus/{upload_id}", tus_handlers.patch)
+    app.router.add_delete("/tus/{upload_id}", tus_handlers.terminate)
+    app.router.add_get("/blobs/{file_id}", blob_handlers.blob)  # GET also answers HEAD
+    app.cleanup_ctx.append(_background_work)
+    return app
+
+
+async def _background_work(app: web.Application) -> AsyncIterator[None]:
+    server = app[FILE_SERVER]
+    tasks = [
+        asyncio.create_task(background.heartbeats(server), name="heartbeats"),
+        asyncio.create_task(background.announcements(server), name="announcements"),
+        asyncio.create_task(background.expiry(server), name="expiry"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await server.peers.close()
+    await server.transfers.close()
+    await server.store.close()
+    server.locator.close()
+
+
+def listen_addresses(server: FileServer) -> list[ListenAddress]:
+    addresses = [server.region.listen]
+    addresses += [link.listen for link in server.region.links if link.listen not in addresses]
+    return addresses
+
+
+async def run_file_server(config: ClusterConfig, region_name: str) -> None:
+    """Serve one region until SIGINT or SIGTERM."""
+    server = build_file_server(config, region_name)
+    await serve(build_app(server), listen_addresses(server), f"fileserver {region_name}")

@@ -1,0 +1,129 @@
+"""Blob downloads at the links: GET and HEAD with Range, ETag and If-Range, by kernel sendfile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+from urllib.parse import quote
+
+from aiohttp import web
+
+from geodrop.errors import Forbidden
+from geodrop.fileserver import downloads
+from geodrop.fileserver.context import FILE_SERVER, FileServer
+from geodrop.protocol import ranges, signing
+from geodrop.protocol.fileid import parse_file_id
+from geodrop.protocol.tus import http_date
+from geodrop.storage.base import StoredBlob
+
+# Sent in slices so the link's byte-rate meter moves during a long download.
+SENDFILE_SLICE: Final = 8 * 1024 * 1024
+
+# An uploaded HTML or SVG file must never run script in a browser, nor leak where it came from.
+SAFE_BLOB_HEADERS: Final = {
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "private, max-age=0, no-transform",
+    "Accept-Ranges": "bytes",
+}
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII fallback and the exact name in RFC 5987 ``filename*``."""
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;%' else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _authorized(server: FileServer, request: web.Request) -> tuple[str, signing.Grant]:
+    file_id = str(parse_file_id(request.match_info["file_id"]))
+    link = server.meters.link_at(
+        request.transport.get_extra_info("sockname") if request.transport else None
+    )
+    if link is None:
+        raise Forbidden("files are served on the file server's link addresses")
+    grant = signing.verify(
+        server.url_key,
+        action=signing.Action.DOWNLOAD,
+        file_id=file_id,
+        link=link,
+        user=request.query.get("u"),
+        expires_text=request.query.get("exp"),
+        signature=request.query.get("sig"),
+        now=time.time(),
+    )
+    return file_id, grant
+
+
+async def blob(request: web.Request) -> web.StreamResponse:
+    """``GET|HEAD /blobs/{file_id}?u&exp&sig``."""
+    server = request.app[FILE_SERVER]
+    file_id, grant = _authorized(server, request)
+    transfer = await downloads.visible_transfer(server, file_id, grant.user)
+    etag = f'"{transfer.sha256}"'
+    last_modified = http_date(transfer.completed_at or transfer.created_at)
+    stored = await server.store.open_file(file_id)
+    try:
+        decision = ranges.decide(
+            method=request.method,
+            size=stored.size,
+            etag=etag,
+            range_header=request.headers.get("Range"),
+            if_range=request.headers.get("If-Range"),
+            if_match=request.headers.get("If-Match"),
+            if_none_match=request.headers.get("If-None-Match"),
+            last_modified=last_modified,
+        )
+        headers = {**SAFE_BLOB_HEADERS, "ETag": etag, "Last-Modified": last_modified}
+        outcome = decision.outcome
+        if outcome is ranges.RangeOutcome.UNSATISFIABLE:
+            headers["Content-Range"] = ranges.unsatisfied_content_range(stored.size)
+            return web.Response(status=416, headers=headers)
+        if outcome in (ranges.RangeOutcome.NOT_MODIFIED, ranges.RangeOutcome.PRECONDITION_FAILED):
+            return web.Response(status=decision.status, headers=headers)
+        span = decision.range
+        if outcome is ranges.RangeOutcome.PARTIAL:
+            headers["Content-Range"] = span.content_range(stored.size)
+        headers["Content-Disposition"] = content_disposition(transfer.filename)
+        response = web.StreamResponse(status=decision.status, headers=headers)
+        response.content_type = "application/octet-stream"
+        response.content_length = span.length
+        await response.prepare(request)
+        if request.method == "HEAD" or span.length == 0:
+            return response
+        with server.meters.transfer(grant.link):
+            await _send(server, request, response, stored, span, grant.link)
+        if span.stop == stored.size and grant.user in transfer.receivers:
+            await server.transfers.mark_received(file_id, grant.user, time.time())
+        await response.write_eof()
+        return response
+    finally:
+        await stored.close()
+
+
+async def _send(
+    server: FileServer,
+    request: web.Request,
+    response: web.StreamResponse,
+    stored: StoredBlob,
+    span: ranges.ByteRange,
+    link: str,
+) -> None:
+    local = stored.local_file()
+    transport = request.transport
+    if local is not None and transport is not None:
+        loop = asyncio.get_running_loop()
+        position = span.start
+        while position < span.stop:
+            count = min(SENDFILE_SLICE, span.stop - position)
+            # The kernel copies file to socket; asyncio falls back to reads if it cannot.
+            sent = await loop.sendfile(transport, local, position, count)
+            if sent == 0:
+                raise ConnectionResetError("connection lost during sendfile")
+            position += sent
+            server.meters.sent(link, sent)
+        return
+    async for chunk in stored.chunks(span.start, span.stop):
+        await response.write(chunk)
+        server.meters.sent(link, len(chunk))

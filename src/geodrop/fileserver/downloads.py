@@ -1,0 +1,140 @@
+"""The download side of the access unit: local answers and address-only proxying.
+
+For a file this region owns, the access unit signs a URL on one of its own
+links. For a file another region owns, it asks that region's access unit for a
+download address (an authenticated server-to-server call) and relays it: the
+bytes never pass through this server (CN103841159A, claim 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from geodrop.errors import BadRequest, Conflict, Gone, NotFound
+from geodrop.fileserver.context import FileServer
+from geodrop.fileserver.transferurls import signed_url
+from geodrop.metadata.base import Transfer, TransferState
+from geodrop.protocol import usertokens
+from geodrop.protocol.fileid import parse_file_id
+from geodrop.protocol.signing import Action
+
+logger = logging.getLogger(__name__)
+
+PEER_DOWNLOAD_ADDRESS_PATH = "/v1/peer/download-address"
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadAddress:
+    """Where and how a client fetches one file."""
+
+    file_id: str
+    url: str
+    region: str
+    link: str
+    carrier: str
+    expires_at: int
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> DownloadAddress:
+        """Parse a peer's answer.
+
+        Raises:
+            BadRequest: the answer is not a download address.
+        """
+        try:
+            return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        except (KeyError, TypeError):
+            raise BadRequest("peer answered with a malformed download address") from None
+
+
+async def visible_transfer(server: FileServer, file_id: str, user: str) -> Transfer:
+    """A local, complete file that ``user`` may see.
+
+    Raises:
+        NotFound: no such file, or ``user`` is neither its sender nor a receiver
+            (the same answer, so nobody learns that a file they may not see exists).
+        Gone: the file's retention ran out.
+        Conflict: the upload is not complete yet.
+    """
+    transfer = await server.transfers.get(file_id)
+    if transfer is None or not transfer.may_access(user):
+        raise NotFound("no such file")
+    if transfer.expires_at < time.time():
+        raise Gone("this file has expired")
+    if transfer.state is not TransferState.COMPLETE:
+        raise Conflict("this file is still being uploaded")
+    return transfer
+
+
+async def local_address(
+    server: FileServer, file_id: str, user: str, carrier: str
+) -> DownloadAddress:
+    """A signed URL on one of this server's own links, chosen for ``carrier`` by load."""
+    transfer = await visible_transfer(server, file_id, user)
+    url = signed_url(server, Action.DOWNLOAD, file_id, user, carrier)
+    return DownloadAddress(
+        file_id=file_id,
+        url=url.url,
+        region=server.region.name,
+        link=url.link,
+        carrier=url.carrier,
+        expires_at=url.expires_at,
+        name=transfer.filename,
+        size=transfer.size,
+        sha256=transfer.sha256 or "",
+        content_type=transfer.content_type,
+    )
+
+
+async def download_address(
+    server: FileServer, file_id_text: str, user: str, carrier: str
+) -> DownloadAddress:
+    """Negotiate a download: locally, or by asking the owning region.
+
+    Raises:
+        NotFound: malformed id, unknown region, or no file this user may see.
+        PeerUnavailable: the owning region cannot be reached (503).
+    """
+    file_id = parse_file_id(file_id_text)
+    if file_id.region == server.region.name:
+        return await local_address(server, str(file_id), user, carrier)
+    try:
+        owner = server.config.region(file_id.region)
+    except KeyError:
+        raise NotFound("no such file") from None
+    answer = await server.peers.call(
+        "POST",
+        owner.access_url + PEER_DOWNLOAD_ADDRESS_PATH,
+        {"file_id": str(file_id), "user": user, "carrier": carrier},
+    )
+    address = DownloadAddress.from_json(answer)
+    logger.info("download %s relayed from %s link %s", file_id, owner.name, address.link)
+    return address
+
+
+def parse_peer_request(body: Any, carriers: tuple[str, ...]) -> tuple[str, str, str]:
+    """``(file_id, user, carrier)`` of a peer's download-address request.
+
+    Raises:
+        BadRequest: a field is missing or malformed.
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object")
+    file_id, user, carrier = body.get("file_id"), body.get("user"), body.get("carrier")
+    if not isinstance(file_id, str):
+        raise BadRequest("file_id: required")
+    if not isinstance(user, str) or not usertokens.USER_ID.match(user):
+        raise BadRequest("user: not a valid user id")
+    if carrier not in carriers:
+        raise BadRequest("carrier: unknown carrier")
+    return file_id, user, carrier

@@ -1,0 +1,250 @@
+"""The upload side of the access unit: negotiation, tus writes, completion."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from geodrop.errors import (
+    BadRequest,
+    ChecksumMismatch,
+    Conflict,
+    Gone,
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+)
+from geodrop.fileserver.context import FileServer
+from geodrop.metadata.base import Transfer, TransferState
+from geodrop.protocol import usertokens
+from geodrop.protocol.fileid import new_file_id, parse_file_id
+
+logger = logging.getLogger(__name__)
+
+_SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
+_CONTENT_TYPE: Final = re.compile(r"^[a-zA-Z0-9!#$&^_.+-]{1,64}/[a-zA-Z0-9!#$&^_.+-]{1,64}$")
+MAX_NAME_LENGTH: Final = 255
+# Headroom kept free so one upload cannot fill the disk to the last byte.
+RESERVE_BYTES: Final = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    """A validated request to send one file."""
+
+    name: str
+    size: int
+    sha256: str | None
+    receivers: tuple[str, ...]
+    content_type: str
+
+
+def validate_name(name: object) -> str:
+    """A file name is metadata only, never part of a path, but it must still be sane.
+
+    Raises:
+        BadRequest: not a string, empty, too long, or with control characters.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("name: a non-empty string is required")
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"name: at most {MAX_NAME_LENGTH} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise BadRequest("name: control characters are not allowed")
+    return name
+
+
+def parse_upload_request(body: Mapping[str, Any], *, max_size: int, max_receivers: int) -> UploadRequest:
+    """Validate a negotiation body ``{"name", "size", "sha256", "receivers", "content_type"?}``.
+
+    Raises:
+        BadRequest: a field is missing or malformed; the message names it.
+        PayloadTooLarge: ``size`` is above the cluster's limit.
+    """
+    name = validate_name(body.get("name"))
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest("size: a non-negative integer is required")
+    if size > max_size:
+        raise PayloadTooLarge(f"size: {size} bytes is above the limit of {max_size}")
+    sha256 = body.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256_HEX.match(sha256)):
+        raise BadRequest("sha256: 64 lowercase hex digits are required")
+    receivers = parse_receivers(body.get("receivers"), max_receivers)
+    content_type = body.get("content_type", "application/octet-stream")
+    if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type):
+        raise BadRequest("content_type: a MIME type like text/plain is required")
+    return UploadRequest(name, size, sha256, receivers, content_type)
+
+
+def parse_receivers(value: object, max_receivers: int) -> tuple[str, ...]:
+    """A list of distinct user ids.
+
+    Raises:
+        BadRequest: not a non-empty list of valid user ids, or too many.
+    """
+    if not isinstance(value, list) or not value:
+        raise BadRequest("receivers: a non-empty list of user ids is required")
+    if len(value) > max_receivers:
+        raise BadRequest(f"receivers: at most {max_receivers}")
+    out: list[str] = []
+    for i, user in enumerate(value):
+        if not isinstance(user, str) or not usertokens.USER_ID.match(user):
+            raise BadRequest(f"receivers[{i}]: not a valid user id")
+        if user not in out:
+            out.append(user)
+    return tuple(out)
+
+
+async def create_upload(server: FileServer, sender: str, request: UploadRequest) -> Transfer:
+    """Record a new upload and make its storage area.
+
+    Raises:
+        InsufficientStorage: the storage unit has no room for it (507).
+    """
+    if request.size + RESERVE_BYTES > await server.store.free_bytes():
+        raise InsufficientStorage("this region's storage is full; try again later")
+    now = time.time()
+    transfer = Transfer(
+        id=str(new_file_id(server.region.name)),
+        sender=sender,
+        receivers=request.receivers,
+        filename=request.name,
+        size=request.size,
+        sha256=request.sha256,
+        created_at=now,
+        expires_at=now + server.config.limits.upload_expiry_seconds,
+        content_type=request.content_type,
+    )
+    await server.store.create_upload(transfer.id)
+    await server.transfers.create(transfer)
+    logger.info("upload %s created by %s: %d bytes", transfer.id, sender, request.size)
+    return transfer
+
+
+async def find_upload(server: FileServer, upload_id: str) -> Transfer:
+    """The transfer of a local upload id, in whatever state.
+
+    Raises:
+        NotFound: no such upload here.
+        Gone: it expired.
+    """
+    file_id = parse_file_id(upload_id)
+    if file_id.region != server.region.name:
+        raise NotFound("no such upload")
+    transfer = await server.transfers.get(upload_id)
+    if transfer is None:
+        raise NotFound("no such upload")
+    if transfer.expires_at < time.time():
+        raise Gone("this upload has expired")
+    return transfer
+
+
+async def current_offset(server: FileServer, transfer: Transfer) -> int:
+    """How much of an upload the server holds (all of it once complete)."""
+    if transfer.state is TransferState.COMPLETE:
+        return transfer.size
+    try:
+        return await server.store.upload_offset(transfer.id)
+    except NotFound:
+        # A crash between committing the bytes and recording completion: finish the record.
+        await _record_completion(server, transfer, await _committed_sha256(server, transfer))
+        return transfer.size
+
+
+async def _committed_sha256(server: FileServer, transfer: Transfer) -> str:
+    blob = await server.store.open_file(transfer.id)
+    try:
+        if blob.size != transfer.size:
+            raise Conflict("upload storage is inconsistent")
+        if transfer.sha256 is not None:
+            return transfer.sha256
+        sha = hashlib.sha256()
+        async for chunk in blob.chunks(0, blob.size):
+            sha.update(chunk)
+        return sha.hexdigest()
+    finally:
+        await blob.close()
+
+
+async def receive(
+    server: FileServer,
+    transfer: Transfer,
+    offset: int,
+    body: AsyncIterator[bytes],
+    link: str,
+    checksum: tuple[str, bytes] | None,
+) -> int:
+    """Append a PATCH body at ``offset``; complete the upload if it is now whole.
+
+    Returns:
+        The new offset.
+
+    Raises:
+        PayloadTooLarge: the body runs past the declared length (nothing past it is kept).
+        ChecksumMismatch: the body does not match its Upload-Checksum (it is discarded),
+            or the finished file does not match the negotiated sha256 (the upload
+            restarts from zero).
+    """
+    if transfer.state is TransferState.COMPLETE:
+        raise Conflict("this upload is already complete")
+    hasher = hashlib.new(checksum[0]) if checksum else None
+    async with server.store.open_writer(transfer.id, offset) as writer:
+        room = transfer.size - offset
+        async for chunk in body:
+            if len(chunk) > room:
+                raise PayloadTooLarge("more bytes than the declared Upload-Length")
+            room -= len(chunk)
+            await writer.write(chunk)
+            server.meters.received(link, len(chunk))
+            if hasher is not None:
+                hasher.update(chunk)
+        if checksum is not None and hasher is not None:
+            if not hmac.compare_digest(hasher.digest(), checksum[1]):
+                await writer.rollback(offset)
+                raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
+        new_offset = writer.offset
+    if new_offset == transfer.size:
+        await complete(server, transfer)
+    return new_offset
+
+
+async def complete(server: FileServer, transfer: Transfer) -> Transfer:
+    """Verify a whole upload, commit it durably and queue its inbox entries.
+
+    Raises:
+        ChecksumMismatch: the bytes do not match the negotiated sha256; the
+            upload area is emptied so the client can send the file again.
+    """
+    digest = await server.store.upload_sha256(transfer.id)
+    if transfer.sha256 is not None and digest != transfer.sha256:
+        await server.store.delete_upload(transfer.id)
+        await server.store.create_upload(transfer.id)
+        raise ChecksumMismatch(
+            "the file's sha256 does not match the negotiated one; send it again from offset 0"
+        )
+    await server.store.commit(transfer.id)
+    return await _record_completion(server, transfer, digest)
+
+
+async def _record_completion(server: FileServer, transfer: Transfer, digest: str) -> Transfer:
+    now = time.time()
+    done = await server.transfers.complete(
+        transfer.id, digest, now, now + server.config.limits.retention_seconds
+    )
+    server.announce_wakeup.set()
+    logger.info("upload %s complete: %d bytes, sha256 %s", transfer.id, transfer.size, digest)
+    return done
+
+
+async def terminate(server: FileServer, transfer: Transfer) -> None:
+    """Delete an upload (tus termination) or a completed file, data and metadata."""
+    await server.store.delete_upload(transfer.id)
+    await server.store.delete_file(transfer.id)
+    await server.transfers.delete(transfer.id)

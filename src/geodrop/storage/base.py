@@ -1,0 +1,105 @@
+"""The storage unit's one interface: what every backend (local FS, S3, …) provides.
+
+An upload is written at increasing offsets into an *upload area*; the bytes
+received so far are the authoritative tus offset, so a crash at any byte leaves
+the upload resumable from what actually reached storage. ``commit`` makes the
+finished upload durable and visible as a file in one atomic step: nothing
+half-written is ever visible as a file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import BinaryIO
+
+
+class UploadWriter(ABC):
+    """Appends to one upload, starting at the offset it was opened at."""
+
+    offset: int
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Append ``data``; ``offset`` advances by its length."""
+
+    @abstractmethod
+    async def rollback(self, offset: int) -> None:
+        """Discard what was written past ``offset`` (a chunk that failed its checksum)."""
+
+
+class StoredBlob(ABC):
+    """A committed file, opened for reading."""
+
+    size: int
+
+    @abstractmethod
+    def local_file(self) -> BinaryIO | None:
+        """An open file for kernel sendfile, when the backend has one."""
+
+    @abstractmethod
+    def chunks(self, start: int, stop: int) -> AsyncIterator[bytes]:
+        """The bytes ``[start, stop)`` as a stream (backends without a local file)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the blob."""
+
+
+class BlobStore(ABC):
+    """The storage unit of one region."""
+
+    @abstractmethod
+    async def create_upload(self, upload_id: str) -> None:
+        """Make an empty upload area for ``upload_id``."""
+
+    @abstractmethod
+    async def upload_offset(self, upload_id: str) -> int:
+        """How many bytes of the upload have reached storage.
+
+        Raises:
+            NotFound: there is no such upload.
+        """
+
+    @abstractmethod
+    def open_writer(
+        self, upload_id: str, offset: int
+    ) -> AbstractAsyncContextManager[UploadWriter]:
+        """A writer appending at ``offset``.
+
+        Raises:
+            OffsetMismatch: storage holds a different number of bytes.
+            NotFound: there is no such upload.
+        """
+
+    @abstractmethod
+    async def upload_sha256(self, upload_id: str) -> str:
+        """The hex sha256 of everything received for the upload."""
+
+    @abstractmethod
+    async def commit(self, upload_id: str) -> None:
+        """Make the upload durable and visible as the file of the same id, atomically."""
+
+    @abstractmethod
+    async def open_file(self, file_id: str) -> StoredBlob:
+        """Open a committed file.
+
+        Raises:
+            NotFound: there is no such file.
+        """
+
+    @abstractmethod
+    async def delete_upload(self, upload_id: str) -> None:
+        """Remove an upload area; removing a missing one is not an error."""
+
+    @abstractmethod
+    async def delete_file(self, file_id: str) -> None:
+        """Remove a committed file; removing a missing one is not an error."""
+
+    @abstractmethod
+    async def free_bytes(self) -> int:
+        """Space left for new uploads."""
+
+    async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release the backend's resources."""

@@ -1,0 +1,175 @@
+"""The local-file-system storage unit (the embedded default)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from geodrop.errors import NotFound, OffsetMismatch
+from geodrop.storage.base import BlobStore, StoredBlob, UploadWriter
+from geodrop.storage.paths import StoragePaths
+
+_READ_CHUNK: Final = 1024 * 1024
+
+
+class _LocalWriter(UploadWriter):
+    def __init__(self, fd: int, offset: int) -> None:
+        self._fd = fd
+        self.offset = offset
+
+    async def write(self, data: bytes) -> None:
+        # The one measured exception to "no file work on the event loop"
+        # (DESIGN.md §5): writing a received chunk into the page cache inline
+        # was 35-40% faster than a thread hop per chunk. No fsync here.
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.offset += len(data)
+
+    async def rollback(self, offset: int) -> None:
+        await asyncio.to_thread(os.ftruncate, self._fd, offset)
+        self.offset = offset
+
+
+class _LocalBlob(StoredBlob):
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self._file = file
+        self.size = size
+
+    def local_file(self) -> BinaryIO:
+        return self._file
+
+    async def chunks(self, start: int, stop: int) -> AsyncIterator[bytes]:
+        position = start
+        while position < stop:
+            data = await asyncio.to_thread(
+                os.pread, self._file.fileno(), min(_READ_CHUNK, stop - position), position
+            )
+            if not data:
+                break
+            position += len(data)
+            yield data
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._file.close)
+
+
+class LocalBlobStore(BlobStore):
+    """Uploads in ``ROOT/uploads``, files in ``ROOT/files/REGION/XX/ID``."""
+
+    def __init__(self, root: Path) -> None:
+        self.paths = StoragePaths(root)
+        self.paths.uploads.mkdir(parents=True, exist_ok=True)
+        self.paths.files.mkdir(parents=True, exist_ok=True)
+
+    async def create_upload(self, upload_id: str) -> None:
+        path = self.paths.upload(upload_id)
+
+        def create() -> None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            _fsync_dir(path.parent)
+
+        await asyncio.to_thread(create)
+
+    async def upload_offset(self, upload_id: str) -> int:
+        try:
+            return (await asyncio.to_thread(os.stat, self.paths.upload(upload_id))).st_size
+        except FileNotFoundError:
+            raise NotFound("no such upload") from None
+
+    @asynccontextmanager
+    async def open_writer(self, upload_id: str, offset: int) -> AsyncIterator[UploadWriter]:
+        path = self.paths.upload(upload_id)
+
+        def open_at() -> int:
+            fd = os.open(path, os.O_WRONLY)
+            size = os.fstat(fd).st_size
+            if size != offset:
+                os.close(fd)
+                raise OffsetMismatch(f"upload is at offset {size}, not {offset}")
+            os.lseek(fd, offset, os.SEEK_SET)
+            return fd
+
+        try:
+            fd = await asyncio.to_thread(open_at)
+        except FileNotFoundError:
+            raise NotFound("no such upload") from None
+        try:
+            yield _LocalWriter(fd, offset)
+        finally:
+            await asyncio.to_thread(os.close, fd)
+
+    async def upload_sha256(self, upload_id: str) -> str:
+        path = self.paths.upload(upload_id)
+
+        def digest() -> str:
+            sha = hashlib.sha256()
+            with path.open("rb") as file:
+                while chunk := file.read(_READ_CHUNK):
+                    sha.update(chunk)
+            return sha.hexdigest()
+
+        return await asyncio.to_thread(digest)
+
+    async def commit(self, upload_id: str) -> None:
+        source = self.paths.upload(upload_id)
+        target = self.paths.file(upload_id)
+
+        def commit() -> None:
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # rename is atomic within one file system: the file appears whole or not at all.
+            os.replace(source, target)
+            _fsync_dir(target.parent)
+            _fsync_dir(source.parent)
+
+        await asyncio.to_thread(commit)
+
+    async def open_file(self, file_id: str) -> StoredBlob:
+        path = self.paths.file(file_id)
+
+        def open_blob() -> _LocalBlob:
+            file = path.open("rb")
+            return _LocalBlob(file, os.fstat(file.fileno()).st_size)
+
+        try:
+            return await asyncio.to_thread(open_blob)
+        except FileNotFoundError:
+            raise NotFound("no such file") from None
+
+    async def delete_upload(self, upload_id: str) -> None:
+        await asyncio.to_thread(_unlink, self.paths.upload(upload_id))
+
+    async def delete_file(self, file_id: str) -> None:
+        await asyncio.to_thread(_unlink, self.paths.file(file_id))
+
+    async def free_bytes(self) -> int:
+        return (await asyncio.to_thread(shutil.disk_usage, self.paths.root)).free
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

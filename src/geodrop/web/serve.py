@@ -1,0 +1,34 @@
+"""Running one aiohttp application on several listening addresses until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from geodrop.config import ListenAddress
+
+logger = logging.getLogger(__name__)
+
+
+async def serve(app: web.Application, addresses: Sequence[ListenAddress], name: str) -> None:
+    """Serve ``app`` on every address until SIGINT or SIGTERM, then shut down cleanly."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for address in addresses:
+            site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
+            await site.start()
+        logger.info("%s listening on %s", name, ", ".join(str(a) for a in addresses))
+        print(f"{name} ready", flush=True)  # noqa: T201 - the readiness line supervisors wait for
+        await stop.wait()
+        logger.info("%s stopping", name)
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,213 @@
+"""Real geodrop processes on the 127.x testbed, on a port of their own.
+
+Addresses follow DESIGN.md §6 (north 127.1.x.1, east 127.2.x.1, south 127.3.x.1,
+directory 127.0.0.1) but every cluster picks a free port, so a running
+development cluster and parallel test clusters never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+
+REGIONS = (("north", 1, ("east", "south")), ("east", 2, ("north", "south")),
+           ("south", 3, ("east", "north")))
+CARRIERS = (("telecom", 1), ("unicom", 2), ("mobile", 3))
+USER_KEY = "test-user-token-key-0123456789abcdef-xyz"
+PEER_KEY = "test-peer-key-0123456789abcdef-0123456789"
+URL_KEY = "test-url-signing-key-0123456789abcdef-xyz"
+
+
+def client_address(region: str, carrier: str, host: int = 5) -> str:
+    """A source address that the override table maps to ``region``/``carrier``."""
+    r = {name: n for name, n, _ in REGIONS}[region]
+    c = dict(CARRIERS)[carrier]
+    return f"127.10{r}.{c}.{host}"
+
+
+def user_token(user: str, lifetime: int = 3600) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": user, "iat": now, "exp": now + lifetime}, USER_KEY, algorithm="HS256")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(hosts: Sequence[str]) -> int:
+    """A port free on every one of ``hosts``."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if all(_port_free(h, port) for h in hosts):
+            return int(port)
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class ExtraLink:
+    region: str
+    name: str
+    carrier: str
+    host: str
+    capacity_mbps: float = 1000.0
+
+
+@dataclass
+class Cluster:
+    """A cluster's configuration on disk and its running processes."""
+
+    root: Path
+    port: int = 0
+    heartbeat_interval: float = 0.3
+    heartbeat_timeout: float = 1.5
+    extra_links: Sequence[ExtraLink] = ()
+    extra_toml: str = ""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        hosts = ["127.0.0.1"] + [self.access_host(r) for r, _, _ in REGIONS]
+        hosts += [self.link_host(r, c) for r, _, _ in REGIONS for c, _ in CARRIERS]
+        hosts += [link.host for link in self.extra_links]
+        self.port = self.port or free_port(hosts)
+        self.config_path = self.root / "cluster.toml"
+        self.config_path.write_text(self.toml())
+
+    # -- addresses -------------------------------------------------------------
+    @staticmethod
+    def access_host(region: str) -> str:
+        return f"127.{dict((n, r) for n, r, _ in REGIONS)[region]}.0.1"
+
+    @staticmethod
+    def link_host(region: str, carrier: str) -> str:
+        r = {n: i for n, i, _ in REGIONS}[region]
+        return f"127.{r}.{dict(CARRIERS)[carrier]}.1"
+
+    @property
+    def directory_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def access_url(self, region: str) -> str:
+        return f"http://{self.access_host(region)}:{self.port}"
+
+    def link_url(self, region: str, carrier: str) -> str:
+        return f"http://{self.link_host(region, carrier)}:{self.port}"
+
+    # -- configuration ---------------------------------------------------------
+    def toml(self) -> str:
+        p = self.port
+        out = [
+            f"heartbeat_interval_seconds = {self.heartbeat_interval}\n",
+            "[directory]\n",
+            f'url = "http://127.0.0.1:{p}"\nlisten = "127.0.0.1:{p}"\n',
+            'database = "directory/inbox.sqlite3"\n',
+            f"heartbeat_timeout_seconds = {self.heartbeat_timeout}\n",
+            f'[keys]\nuser_token = "{USER_KEY}"\npeer = "{PEER_KEY}"\nurl_signing = "{URL_KEY}"\n',
+            "[limits]\nmax_file_size = 209715200\nsigned_url_ttl_seconds = 600\n",
+            '[geo]\ndefault_region = "north"\ndefault_carrier = "any"\n',
+        ]
+        for name, r, _ in REGIONS:
+            for carrier, c in CARRIERS:
+                out.append(
+                    f'[[geo.overrides]]\nnetwork = "127.10{r}.{c}.0/24"\n'
+                    f'region = "{name}"\ncarrier = "{carrier}"\n'
+                )
+        for name, r, fallback in REGIONS:
+            fb = ", ".join(f'"{f}"' for f in fallback)
+            out.append(
+                f'[[regions]]\nname = "{name}"\naccess_url = "{self.access_url(name)}"\n'
+                f'listen = "127.{r}.0.1:{p}"\nfallback = [{fb}]\n'
+                f'storage = {{ kind = "local", path = "{name}/blobs" }}\n'
+                f'metadata = {{ kind = "sqlite", path = "{name}/metadata.sqlite3" }}\n'
+            )
+            for carrier, c in CARRIERS:
+                out.append(
+                    f'[[regions.links]]\nname = "{carrier}"\ncarrier = "{carrier}"\n'
+                    f'url = "http://127.{r}.{c}.1:{p}"\nlisten = "127.{r}.{c}.1:{p}"\n'
+                )
+            for link in self.extra_links:
+                if link.region == name:
+                    out.append(
+                        f'[[regions.links]]\nname = "{link.name}"\ncarrier = "{link.carrier}"\n'
+                        f'url = "http://{link.host}:{p}"\nlisten = "{link.host}:{p}"\n'
+                        f"capacity_mbps = {link.capacity_mbps}\n"
+                    )
+        return "".join(out) + self.extra_toml
+
+    # -- processes -------------------------------------------------------------
+    def command(self, *role: str) -> list[str]:
+        return [sys.executable, "-m", "geodrop", "--config", str(self.config_path), *role]
+
+    def start(self, name: str) -> None:
+        """Start ``directory`` or a region's file server and wait until it answers."""
+        role = ["directory"] if name == "directory" else ["fileserver", "--region", name]
+        log = (self.root / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            self.command(*role), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+        url = self.directory_url if name == "directory" else self.access_url(name)
+        self._wait_healthy(name, url + "/healthz")
+
+    def _wait_healthy(self, name: str, url: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.log(name)}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - loopback
+                    if answer.status == 200:
+                        return
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not become healthy: {self.log(name)}")
+
+    def start_all(self) -> None:
+        self.start("directory")
+        for name, _, _ in REGIONS:
+            self.start(name)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, **options: object) -> Iterator[Cluster]:
+    cluster = Cluster(root, **options)  # type: ignore[arg-type]
+    try:
+        cluster.start_all()
+        yield cluster
+    finally:
+        cluster.stop_all()
