@@ -34,8 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--days", type=int, default=30, help="lifetime in days (default 30)")
     commands.add_parser("check-config", help="validate the configuration file and exit")
     for sub in commands.choices.values():
-        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS,
-                         help="cluster configuration file (TOML)")
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=argparse.SUPPRESS,
+            help="cluster configuration file (TOML)",
+        )
     return parser
 
 
@@ -71,8 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "token":
             try:
-                print(mint_token(config.keys.user_token, args.user, now=time.time(),
-                                 lifetime_seconds=args.days * 86400))
+                print(
+                    mint_token(
+                        config.keys.user_token,
+                        args.user,
+                        now=time.time(),
+                        lifetime_seconds=args.days * 86400,
+                    )
+                )
             except ValueError as exc:
                 print(f"geodrop: {exc}", file=sys.stderr)
                 return EXIT_USAGE

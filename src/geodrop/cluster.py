@@ -22,8 +22,9 @@ def role_commands(config: ClusterConfig, config_path: Path) -> list[tuple[str, l
     """The command line of each process of the cluster, by name."""
     base = [sys.executable, "-m", "geodrop", "--config", str(config_path)]
     commands = [("directory", [*base, "directory"])]
-    commands += [(f"fileserver {r.name}", [*base, "fileserver", "--region", r.name])
-                 for r in config.regions]
+    commands += [
+        (f"fileserver {r.name}", [*base, "fileserver", "--region", r.name]) for r in config.regions
+    ]
     return commands
 
 
@@ -50,7 +51,9 @@ def run_cluster(config: ClusterConfig, config_path: Path) -> int:
     while not stopping:
         for name, process in processes:
             if process.poll() is not None:
-                logger.error("%s exited with status %d; stopping the cluster", name, process.returncode)
+                logger.error(
+                    "%s exited with status %d; stopping the cluster", name, process.returncode
+                )
                 stopping, status = True, 1
         time.sleep(0.2)
     for _, process in processes:

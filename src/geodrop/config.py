@@ -115,6 +115,7 @@ class LimitsConfig:
     retention_seconds: int
     signed_url_ttl_seconds: int
     max_receivers: int
+    min_free_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,8 +362,11 @@ def _parse_geo(table: _Table, region_names: set[str]) -> GeoConfig:
     for t in table.tables("region_rules"):
         country = t.string("country").upper()
         subdivision = t.optional_string("subdivision")
-        rules.append(RegionRule(country, subdivision.upper() if subdivision else None,
-                                known_region(t, "region")))
+        rules.append(
+            RegionRule(
+                country, subdivision.upper() if subdivision else None, known_region(t, "region")
+            )
+        )
         t.finish()
     carriers_table = table.table("asn_carriers", required=False)
     asn_carriers: dict[int, str] = {}
@@ -409,9 +413,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
     for i, region in enumerate(regions):
         for j, other in enumerate(region.fallback):
             if other not in names or other == region.name:
-                raise ConfigError(
-                    f"regions[{i}].fallback[{j}]: {other!r} is not another region"
-                )
+                raise ConfigError(f"regions[{i}].fallback[{j}]: {other!r} is not another region")
     directory_table = root.table("directory")
     directory = DirectoryConfig(
         url=_url(directory_table, "url"),
@@ -437,6 +439,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         retention_seconds=limits_table.integer("retention_seconds", 7 * 24 * 3600),
         signed_url_ttl_seconds=limits_table.integer("signed_url_ttl_seconds", 3600),
         max_receivers=limits_table.integer("max_receivers", 50),
+        min_free_bytes=limits_table.integer("min_free_bytes", 64 * 1024 * 1024, minimum=0),
     )
     limits_table.finish()
     geo = _parse_geo(root.table("geo"), set(names))

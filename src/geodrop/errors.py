@@ -151,9 +151,20 @@ class InsufficientStorage(GeodropError):
 def error_for_status(status: int, message: str) -> GeodropError:
     """The error of this tree that answers with ``status`` (for relaying a peer's refusal)."""
     for kind in (
-        BadRequest, UnsupportedMediaType, Unauthorized, Forbidden, NotFound, Conflict, Gone,
-        PreconditionFailed, PayloadTooLarge, RangeNotSatisfiable, Locked, ChecksumMismatch,
-        Unavailable, InsufficientStorage,
+        BadRequest,
+        UnsupportedMediaType,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        Gone,
+        PreconditionFailed,
+        PayloadTooLarge,
+        RangeNotSatisfiable,
+        Locked,
+        ChecksumMismatch,
+        Unavailable,
+        InsufficientStorage,
     ):
         if kind.status == status:
             return kind(message)

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import jwt
 
-REGIONS = (("north", 1, ("east", "south")), ("east", 2, ("north", "south")),
-           ("south", 3, ("east", "north")))
+REGIONS = (
+    ("north", 1, ("east", "south")),
+    ("east", 2, ("north", "south")),
+    ("south", 3, ("east", "north")),
+)
 CARRIERS = (("telecom", 1), ("unicom", 2), ("mobile", 3))
 USER_KEY = "test-user-token-key-0123456789abcdef-xyz"
 PEER_KEY = "test-peer-key-0123456789abcdef-0123456789"
@@ -93,7 +96,8 @@ class Cluster:
     # -- addresses -------------------------------------------------------------
     @staticmethod
     def access_host(region: str) -> str:
-        return f"127.{dict((n, r) for n, r, _ in REGIONS)[region]}.0.1"
+        r = {n: i for n, i, _ in REGIONS}[region]
+        return f"127.{r}.0.1"
 
     @staticmethod
     def link_host(region: str, carrier: str) -> str:
@@ -171,10 +175,12 @@ class Cluster:
             process = self.processes[name]
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.log(name)}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - loopback
-                    if answer.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(url, timeout=1) as answer,  # noqa: S310 - loopback only
+            ):
+                if answer.status == 200:
+                    return
             time.sleep(0.05)
         raise RuntimeError(f"{name} did not become healthy: {self.log(name)}")
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from geodrop.errors import BadRequest, Forbidden, Unavailable
 from geodrop.directory.context import DIRECTORY, Directory
 from geodrop.directory.inbox import entry_json, parse_entry
+from geodrop.errors import BadRequest, Forbidden, Unavailable
 from geodrop.geo.locator import Match
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.regionchoice import choose_region

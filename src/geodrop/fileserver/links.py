@@ -30,8 +30,10 @@ class _Meter:
 
     def rate_bytes_per_second(self, now: float) -> float:
         elapsed = max(0.0, now - self.updated_at)
-        return self.decayed_bytes * math.exp(-elapsed / RATE_TIME_CONSTANT_SECONDS) / (
-            RATE_TIME_CONSTANT_SECONDS
+        return (
+            self.decayed_bytes
+            * math.exp(-elapsed / RATE_TIME_CONSTANT_SECONDS)
+            / (RATE_TIME_CONSTANT_SECONDS)
         )
 
     def add(self, nbytes: int, now: float) -> None:

@@ -26,7 +26,9 @@ async def tus_resumable_header(request: web.Request, handler: Handler) -> web.St
 
 
 def _arrival_link(server: FileServer, request: web.Request) -> str | None:
-    return server.meters.link_at(request.transport.get_extra_info("sockname") if request.transport else None)
+    return server.meters.link_at(
+        request.transport.get_extra_info("sockname") if request.transport else None
+    )
 
 
 def _authorized_upload(server: FileServer, request: web.Request) -> tuple[str, str]:
@@ -99,7 +101,9 @@ async def create(request: web.Request) -> web.Response:
     has_body = request.content_type == tus.OFFSET_CONTENT_TYPE
     if request.body_exists and not has_body:
         raise BadRequest(f"a creation body must be sent as {tus.OFFSET_CONTENT_TYPE}")
-    carrier = server.locator.locate(request_client_ip(request, server.config.geo.trusted_proxies)).carrier
+    carrier = server.locator.locate(
+        request_client_ip(request, server.config.geo.trusted_proxies)
+    ).carrier
     link = _arrival_link(server, request)
     transfer = await uploads.create_upload(server, user, upload_request)
     url = signed_url(server, signing.Action.UPLOAD, transfer.id, user, carrier, on_link=link)

@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 _SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_TYPE: Final = re.compile(r"^[a-zA-Z0-9!#$&^_.+-]{1,64}/[a-zA-Z0-9!#$&^_.+-]{1,64}$")
 MAX_NAME_LENGTH: Final = 255
-# Headroom kept free so one upload cannot fill the disk to the last byte.
-RESERVE_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +58,9 @@ def validate_name(name: object) -> str:
     return name
 
 
-def parse_upload_request(body: Mapping[str, Any], *, max_size: int, max_receivers: int) -> UploadRequest:
+def parse_upload_request(
+    body: Mapping[str, Any], *, max_size: int, max_receivers: int
+) -> UploadRequest:
     """Validate a negotiation body ``{"name", "size", "sha256", "receivers", "content_type"?}``.
 
     Raises:
@@ -108,7 +108,8 @@ async def create_upload(server: FileServer, sender: str, request: UploadRequest)
     Raises:
         InsufficientStorage: the storage unit has no room for it (507).
     """
-    if request.size + RESERVE_BYTES > await server.store.free_bytes():
+    # limits.min_free_bytes of headroom: one upload cannot fill the disk to the last byte.
+    if request.size + server.config.limits.min_free_bytes > await server.store.free_bytes():
         raise InsufficientStorage("this region's storage is full; try again later")
     now = time.time()
     transfer = Transfer(
@@ -205,10 +206,13 @@ async def receive(
             server.meters.received(link, len(chunk))
             if hasher is not None:
                 hasher.update(chunk)
-        if checksum is not None and hasher is not None:
-            if not hmac.compare_digest(hasher.digest(), checksum[1]):
-                await writer.rollback(offset)
-                raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
+        if (
+            checksum is not None
+            and hasher is not None
+            and not hmac.compare_digest(hasher.digest(), checksum[1])
+        ):
+            await writer.rollback(offset)
+            raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
         new_offset = writer.offset
     if new_offset == transfer.size:
         await complete(server, transfer)

@@ -65,7 +65,9 @@ class TransferStore(ABC):
         """The transfer, or None."""
 
     @abstractmethod
-    async def complete(self, transfer_id: str, sha256: str, now: float, expires_at: float) -> Transfer:
+    async def complete(
+        self, transfer_id: str, sha256: str, now: float, expires_at: float
+    ) -> Transfer:
         """Mark an upload complete and queue an inbox announcement for each receiver."""
 
     @abstractmethod

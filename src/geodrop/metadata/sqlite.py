@@ -165,9 +165,16 @@ class SqliteTransferStore(TransferStore):
                 " expires_at, state, completed_at, content_type, tus_metadata)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    transfer.id, transfer.sender, transfer.filename, transfer.size,
-                    transfer.sha256, transfer.created_at, transfer.expires_at,
-                    transfer.state.value, transfer.completed_at, transfer.content_type,
+                    transfer.id,
+                    transfer.sender,
+                    transfer.filename,
+                    transfer.size,
+                    transfer.sha256,
+                    transfer.created_at,
+                    transfer.expires_at,
+                    transfer.state.value,
+                    transfer.completed_at,
+                    transfer.content_type,
                     json.dumps(dict(transfer.tus_metadata)),
                 ),
             )
@@ -198,7 +205,9 @@ class SqliteTransferStore(TransferStore):
         return await self._db.run(complete)
 
     async def delete(self, transfer_id: str) -> None:
-        await self._db.run(lambda c: c.execute("DELETE FROM transfers WHERE id = ?", (transfer_id,)))
+        await self._db.run(
+            lambda c: c.execute("DELETE FROM transfers WHERE id = ?", (transfer_id,))
+        )
 
     async def deliveries(self, transfer_id: str) -> list[Delivery]:
         def select(c: sqlite3.Connection) -> list[Delivery]:
@@ -302,8 +311,14 @@ class SqliteInboxStore(InboxStore):
                 "INSERT OR IGNORE INTO inbox (receiver, file_id, sender, filename, size, sha256,"
                 " region, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    entry.receiver, entry.file_id, entry.sender, entry.filename, entry.size,
-                    entry.sha256, entry.region, entry.created_at,
+                    entry.receiver,
+                    entry.file_id,
+                    entry.sender,
+                    entry.filename,
+                    entry.size,
+                    entry.sha256,
+                    entry.region,
+                    entry.created_at,
                 ),
             )
             row = c.execute(

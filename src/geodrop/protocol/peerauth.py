@@ -29,8 +29,15 @@ def _signature(
     key: bytes, method: str, path_qs: str, peer: str, timestamp: str, nonce: str, body: bytes
 ) -> str:
     message = "\n".join(
-        ("geodrop-peer-v1", method.upper(), path_qs, peer, timestamp, nonce,
-         hashlib.sha256(body).hexdigest())
+        (
+            "geodrop-peer-v1",
+            method.upper(),
+            path_qs,
+            peer,
+            timestamp,
+            nonce,
+            hashlib.sha256(body).hexdigest(),
+        )
     ).encode()
     return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode("ascii")
 

@@ -38,7 +38,14 @@ class Grant:
     expires: int
 
     def message(self) -> bytes:
-        parts = ("geodrop-url-v1", self.action, self.file_id, self.link, self.user, str(self.expires))
+        parts = (
+            "geodrop-url-v1",
+            self.action,
+            self.file_id,
+            self.link,
+            self.user,
+            str(self.expires),
+        )
         return "\n".join(parts).encode()
 
 

@@ -32,9 +32,7 @@ def verify_token(key: str, token: str) -> str:
         Unauthorized: the token is malformed, forged, expired or lacks ``sub``/``exp``.
     """
     try:
-        claims = jwt.decode(
-            token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
-        )
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None
     except jwt.PyJWTError:

@@ -63,9 +63,7 @@ class BlobStore(ABC):
         """
 
     @abstractmethod
-    def open_writer(
-        self, upload_id: str, offset: int
-    ) -> AbstractAsyncContextManager[UploadWriter]:
+    def open_writer(self, upload_id: str, offset: int) -> AbstractAsyncContextManager[UploadWriter]:
         """A writer appending at ``offset``.
 
         Raises:

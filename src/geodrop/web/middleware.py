@@ -82,7 +82,9 @@ def configure_logging(role: str) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(
-        logging.Formatter(f"%(asctime)s {role} %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+        logging.Formatter(
+            f"%(asctime)s {role} %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+        )
     )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -27,7 +27,7 @@ async def serve(app: web.Application, addresses: Sequence[ListenAddress], name: 
             site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
             await site.start()
         logger.info("%s listening on %s", name, ", ".join(str(a) for a in addresses))
-        print(f"{name} ready", flush=True)  # noqa: T201 - the readiness line supervisors wait for
+        print(f"{name} ready", flush=True)
         await stop.wait()
         logger.info("%s stopping", name)
     finally:
