@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Final
 
 from aiohttp import web
 
@@ -17,6 +20,10 @@ from geodrop.storage.localfs import LocalBlobStore
 from geodrop.web.middleware import errors_middleware
 from geodrop.web.peerclient import PeerClient
 from geodrop.web.serve import serve
+
+logger = logging.getLogger(__name__)
+
+RESTART_DELAY_SECONDS: Final = 1.0
 
 
 def build_file_server(config: ClusterConfig, region_name: str) -> FileServer:
@@ -62,12 +69,28 @@ def build_app(server: FileServer) -> web.Application:
     return app
 
 
+async def _supervised(name: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop forever: an unexpected failure is logged and the loop restarted."""
+    while True:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("background task %s failed; restarting it", name)
+            await asyncio.sleep(RESTART_DELAY_SECONDS)
+
+
 async def _background_work(app: web.Application) -> AsyncIterator[None]:
     server = app[FILE_SERVER]
+    loops = {
+        "heartbeats": background.heartbeats,
+        "announcements": background.announcements,
+        "expiry": background.expiry,
+    }
     tasks = [
-        asyncio.create_task(background.heartbeats(server), name="heartbeats"),
-        asyncio.create_task(background.announcements(server), name="announcements"),
-        asyncio.create_task(background.expiry(server), name="expiry"),
+        asyncio.create_task(_supervised(name, partial(loop, server)), name=name)
+        for name, loop in loops.items()
     ]
     yield
     for task in tasks:

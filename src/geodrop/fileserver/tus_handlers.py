@@ -150,6 +150,13 @@ async def patch(request: web.Request) -> web.Response:
     transfer = await uploads.find_upload(server, upload_id)
     async with server.transfers.upload_lock(upload_id):
         transfer = await uploads.find_upload(server, upload_id)
+        if (
+            transfer.state is TransferState.COMPLETE
+            and request.headers.get("Upload-Offset") == str(transfer.size)
+            and not request.body_exists
+        ):
+            # A client retrying its last PATCH after a lost answer: nothing left to do.
+            return web.Response(status=204, headers=_progress_headers(transfer, transfer.size))
         offset = tus.check_patch(
             length=transfer.size,
             current_offset=await uploads.current_offset(server, transfer),
