@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from geodrop.errors import Forbidden
 from geodrop.fileserver import downloads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
+from geodrop.fileserver.transferurls import verified_grant
 from geodrop.protocol import ranges, signing
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.tus import http_date
@@ -38,22 +38,7 @@ def content_disposition(filename: str) -> str:
 
 def _authorized(server: FileServer, request: web.Request) -> tuple[str, signing.Grant]:
     file_id = str(parse_file_id(request.match_info["file_id"]))
-    link = server.meters.link_at(
-        request.transport.get_extra_info("sockname") if request.transport else None
-    )
-    if link is None:
-        raise Forbidden("files are served on the file server's link addresses")
-    grant = signing.verify(
-        server.url_key,
-        action=signing.Action.DOWNLOAD,
-        file_id=file_id,
-        link=link,
-        user=request.query.get("u"),
-        expires_text=request.query.get("exp"),
-        signature=request.query.get("sig"),
-        now=time.time(),
-    )
-    return file_id, grant
+    return file_id, verified_grant(server, request, signing.Action.DOWNLOAD, file_id)
 
 
 async def blob(request: web.Request) -> web.StreamResponse:

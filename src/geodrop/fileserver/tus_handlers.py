@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from geodrop.errors import BadRequest, Forbidden
+from geodrop.errors import BadRequest
 from geodrop.fileserver import uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
-from geodrop.fileserver.transferurls import signed_url
+from geodrop.fileserver.transferurls import arrival_link, signed_url, verified_grant
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import signing, tus
 from geodrop.web.auth import authenticated_user, request_client_ip
@@ -25,29 +23,11 @@ async def tus_resumable_header(request: web.Request, handler: Handler) -> web.St
     return response
 
 
-def _arrival_link(server: FileServer, request: web.Request) -> str | None:
-    return server.meters.link_at(
-        request.transport.get_extra_info("sockname") if request.transport else None
-    )
-
-
 def _authorized_upload(server: FileServer, request: web.Request) -> tuple[str, str]:
-    """``(upload_id, link)`` of a request carrying a valid upload signature for this link."""
+    """``(upload_id, link)`` of a request carrying a valid upload signature for its link."""
     upload_id = request.match_info["upload_id"]
-    link = _arrival_link(server, request)
-    if link is None:
-        raise Forbidden("uploads are received on the file server's link addresses")
-    signing.verify(
-        server.url_key,
-        action=signing.Action.UPLOAD,
-        file_id=upload_id,
-        link=link,
-        user=request.query.get("u"),
-        expires_text=request.query.get("exp"),
-        signature=request.query.get("sig"),
-        now=time.time(),
-    )
-    return upload_id, link
+    grant = verified_grant(server, request, signing.Action.UPLOAD, upload_id)
+    return upload_id, grant.link
 
 
 def _progress_headers(transfer: Transfer, offset: int) -> dict[str, str]:
@@ -104,7 +84,7 @@ async def create(request: web.Request) -> web.Response:
     carrier = server.locator.locate(
         request_client_ip(request, server.config.geo.trusted_proxies)
     ).carrier
-    link = _arrival_link(server, request)
+    link = arrival_link(server, request)
     transfer = await uploads.create_upload(server, user, upload_request)
     url = signed_url(server, signing.Action.UPLOAD, transfer.id, user, carrier, on_link=link)
     offset = 0
