@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from geodrop.config import ClusterConfig
-from geodrop.directory import handlers
+from geodrop.directory import handlers, inbox_handlers
 from geodrop.directory.context import DIRECTORY, Directory
 from geodrop.directory.health import RegionHealth
 from geodrop.directory.inbox import Inboxes
@@ -32,10 +32,11 @@ def build_app(directory: Directory) -> web.Application:
     app[DIRECTORY] = directory
     app.router.add_get("/v1/locate", handlers.locate)
     app.router.add_get("/v1/files/{file_id}", handlers.file_redirect)
-    app.router.add_get("/v1/inbox", handlers.inbox)
+    app.router.add_get("/v1/inbox", inbox_handlers.inbox)
+    app.router.add_get("/v1/inbox/events", inbox_handlers.inbox_events)
     app.router.add_get("/v1/regions", handlers.regions)
     app.router.add_post("/v1/peer/heartbeat", handlers.heartbeat)
-    app.router.add_post("/v1/peer/inbox", handlers.add_inbox_entry)
+    app.router.add_post("/v1/peer/inbox", inbox_handlers.add_inbox_entry)
     app.router.add_get("/healthz", handlers.health)
     app.cleanup_ctx.append(_lifecycle)
     return app

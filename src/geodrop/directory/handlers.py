@@ -7,12 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from geodrop.directory.context import DIRECTORY, Directory
-from geodrop.directory.inbox import entry_json, parse_entry
 from geodrop.errors import BadRequest, Forbidden, Unavailable
 from geodrop.geo.locator import Match
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.regionchoice import choose_region
-from geodrop.web.auth import authenticated_peer, authenticated_user, request_client_ip
+from geodrop.web.auth import authenticated_peer, request_client_ip
 from geodrop.web.jsonbody import parse_json_object
 
 
@@ -52,7 +51,7 @@ async def file_redirect(request: web.Request) -> web.Response:
     raise web.HTTPTemporaryRedirect(target, headers={"Cache-Control": "no-store"})
 
 
-def _peer_region(directory: Directory, peer: str, claimed: object) -> str:
+def peer_region(directory: Directory, peer: str, claimed: object) -> str:
     """The region a peer speaks for; it may only speak for itself."""
     region = peer.removeprefix("region:")
     if not peer.startswith("region:") or region not in directory.config.region_names:
@@ -69,50 +68,12 @@ async def heartbeat(request: web.Request) -> web.Response:
         request, directory.config.keys.peer.encode(), directory.replay_guard
     )
     body = parse_json_object(raw)
-    region = _peer_region(directory, peer, body.get("region"))
+    region = peer_region(directory, peer, body.get("region"))
     links = body.get("links", [])
     if not isinstance(links, list) or not all(isinstance(link, dict) for link in links):
         raise BadRequest("links: a list of objects is required")
     directory.health.beat(region, links)
     return web.json_response({"ok": True})
-
-
-async def add_inbox_entry(request: web.Request) -> web.Response:
-    """``POST /v1/peer/inbox``: a file server announces a completed file to a receiver."""
-    directory = request.app[DIRECTORY]
-    peer, raw = await authenticated_peer(
-        request, directory.config.keys.peer.encode(), directory.replay_guard
-    )
-    entry = parse_entry(parse_json_object(raw), directory.config.region_names)
-    _peer_region(directory, peer, entry.region)
-    stored = await directory.inboxes.add(entry)
-    return web.json_response(entry_json(stored), status=201)
-
-
-def _non_negative(request: web.Request, name: str, default: float) -> float:
-    text = request.query.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadRequest(f"{name}: a number is required") from None
-    if not value >= 0 or value > 1e12:
-        raise BadRequest(f"{name}: must be a non-negative number")
-    return value
-
-
-async def inbox(request: web.Request) -> web.Response:
-    """``GET /v1/inbox?after=CURSOR&wait=SECONDS``: the caller's entries, long-polling if asked."""
-    directory = request.app[DIRECTORY]
-    user = authenticated_user(request, directory.config.keys.user_token)
-    after = int(_non_negative(request, "after", 0))
-    wait = _non_negative(request, "wait", 0)
-    entries = await directory.inboxes.wait_for_entries(user, after, wait)
-    cursor = entries[-1].cursor if entries else after
-    return web.json_response(
-        {"user": user, "entries": [entry_json(e) for e in entries], "cursor": cursor}
-    )
 
 
 async def regions(request: web.Request) -> web.Response:

@@ -1,0 +1,86 @@
+"""HTTP endpoints of the inboxes: file servers add entries, receivers read and wait."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Final
+
+from aiohttp import web
+
+from geodrop.directory.context import DIRECTORY
+from geodrop.directory.handlers import peer_region
+from geodrop.directory.inbox import MAX_WAIT_SECONDS, entry_json, parse_entry
+from geodrop.errors import BadRequest
+from geodrop.web.auth import authenticated_peer, authenticated_user
+from geodrop.web.jsonbody import parse_json_object
+
+# A comment line this often keeps proxies from closing an idle event stream.
+KEEPALIVE_SECONDS: Final = 15.0
+
+
+async def add_inbox_entry(request: web.Request) -> web.Response:
+    """``POST /v1/peer/inbox``: a file server announces a completed file to a receiver."""
+    directory = request.app[DIRECTORY]
+    peer, raw = await authenticated_peer(
+        request, directory.config.keys.peer.encode(), directory.replay_guard
+    )
+    entry = parse_entry(parse_json_object(raw), directory.config.region_names)
+    peer_region(directory, peer, entry.region)
+    stored = await directory.inboxes.add(entry)
+    return web.json_response(entry_json(stored), status=201)
+
+
+def _non_negative(request: web.Request, name: str, default: float) -> float:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadRequest(f"{name}: a number is required") from None
+    if not value >= 0 or value > 1e12:
+        raise BadRequest(f"{name}: must be a non-negative number")
+    return value
+
+
+async def inbox(request: web.Request) -> web.Response:
+    """``GET /v1/inbox?after=CURSOR&wait=SECONDS``: the caller's entries, long-polling if asked."""
+    directory = request.app[DIRECTORY]
+    user = authenticated_user(request, directory.config.keys.user_token)
+    after = int(_non_negative(request, "after", 0))
+    wait = _non_negative(request, "wait", 0)
+    entries = await directory.inboxes.wait_for_entries(user, after, wait)
+    cursor = entries[-1].cursor if entries else after
+    return web.json_response(
+        {"user": user, "entries": [entry_json(e) for e in entries], "cursor": cursor}
+    )
+
+
+async def inbox_events(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/inbox/events``: server-sent events, one ``entry`` event per new inbox entry.
+
+    Resumes after ``Last-Event-ID`` (or ``?after=``), so a reconnecting client misses nothing.
+    """
+    directory = request.app[DIRECTORY]
+    user = authenticated_user(request, directory.config.keys.user_token)
+    last_id = request.headers.get("Last-Event-ID")
+    if last_id is not None and not last_id.isdigit():
+        raise BadRequest("Last-Event-ID: a cursor is required")
+    after = int(last_id) if last_id else int(_non_negative(request, "after", 0))
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
+    await response.prepare(request)
+    while True:
+        entries = await directory.inboxes.wait_for_entries(
+            user, after, min(KEEPALIVE_SECONDS, MAX_WAIT_SECONDS)
+        )
+        if not entries:
+            await response.write(b": keepalive\n\n")
+            continue
+        for entry in entries:
+            data = json.dumps(entry_json(entry))
+            await response.write(f"id: {entry.cursor}\nevent: entry\ndata: {data}\n\n".encode())
+            after = entry.cursor
+        await asyncio.sleep(0)
