@@ -162,10 +162,10 @@ class Cluster:
     def start(self, name: str) -> None:
         """Start ``directory`` or a region's file server and wait until it answers."""
         role = ["directory"] if name == "directory" else ["fileserver", "--region", name]
-        log = (self.root / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            self.command(*role), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
-        )
+        with (self.root / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                self.command(*role), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+            )
         url = self.directory_url if name == "directory" else self.access_url(name)
         self._wait_healthy(name, url + "/healthz")
 
