@@ -9,6 +9,7 @@ import os
 import time
 
 import aiohttp
+
 from support.cluster import Cluster, client_address, user_token
 from support.http import session_from
 
@@ -95,7 +96,9 @@ async def test_inbox_is_private(cluster: Cluster) -> None:
     receiver = f"erin{os.getpid()}"
     file_id = await _send(cluster, "alice", receiver, b"for erin only")
     async with session_from(client_address("south", "unicom"), user_token(receiver)) as session:
-        own = await (await session.get(cluster.directory_url + "/v1/inbox")).json()
+        own = await (
+            await session.get(cluster.directory_url + "/v1/inbox", params={"wait": "10"})
+        ).json()
         assert [entry["file_id"] for entry in own["entries"]] == [file_id]
     async with session_from(client_address("south", "unicom"), user_token("mallory")) as session:
         answer = await session.get(

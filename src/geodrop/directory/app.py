@@ -38,8 +38,13 @@ def build_app(directory: Directory) -> web.Application:
     app.router.add_post("/v1/peer/heartbeat", handlers.heartbeat)
     app.router.add_post("/v1/peer/inbox", inbox_handlers.add_inbox_entry)
     app.router.add_get("/healthz", handlers.health)
+    app.on_shutdown.append(_release_waiters)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+async def _release_waiters(app: web.Application) -> None:
+    await app[DIRECTORY].inboxes.close_waiters()
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

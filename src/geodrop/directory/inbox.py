@@ -22,6 +22,13 @@ class Inboxes:
     def __init__(self, store: InboxStore) -> None:
         self.store = store
         self._changed = asyncio.Condition()
+        self.closing = False
+
+    async def close_waiters(self) -> None:
+        """Release every waiting receiver at once (the directory is shutting down)."""
+        self.closing = True
+        async with self._changed:
+            self._changed.notify_all()
 
     async def add(self, entry: InboxEntry) -> InboxEntry:
         stored = await self.store.add(entry)
@@ -37,7 +44,7 @@ class Inboxes:
         while True:
             entries = await self.store.list(receiver, after, PAGE_SIZE)
             remaining = deadline - time.monotonic()
-            if entries or remaining <= 0:
+            if entries or remaining <= 0 or self.closing:
                 return entries
             async with self._changed:
                 with contextlib.suppress(TimeoutError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Final
 
@@ -72,7 +71,7 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
     )
     await response.prepare(request)
-    while True:
+    while not directory.inboxes.closing:
         entries = await directory.inboxes.wait_for_entries(
             user, after, min(KEEPALIVE_SECONDS, MAX_WAIT_SECONDS)
         )
@@ -83,4 +82,4 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
             data = json.dumps(entry_json(entry))
             await response.write(f"id: {entry.cursor}\nevent: entry\ndata: {data}\n\n".encode())
             after = entry.cursor
-        await asyncio.sleep(0)
+    return response
