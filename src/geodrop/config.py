@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from geodrop.errors import ConfigError
 
 CARRIERS: Final = ("telecom", "unicom", "mobile", "any")
-REGION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-LINK_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+REGION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
+LINK_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}\Z")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -469,6 +469,9 @@ def load_config(path: Path) -> ClusterConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 by definition (TOML 1.0 "Spec").
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

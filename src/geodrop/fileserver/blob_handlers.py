@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from geodrop.errors import PreconditionFailed, RangeNotSatisfiable
 from geodrop.fileserver import downloads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.transferurls import verified_grant
@@ -64,8 +65,12 @@ async def blob(request: web.Request) -> web.StreamResponse:
         outcome = decision.outcome
         if outcome is ranges.RangeOutcome.UNSATISFIABLE:
             headers["Content-Range"] = ranges.unsatisfied_content_range(stored.size)
-            return web.Response(status=416, headers=headers)
-        if outcome in (ranges.RangeOutcome.NOT_MODIFIED, ranges.RangeOutcome.PRECONDITION_FAILED):
+            raise RangeNotSatisfiable(
+                f"the range is outside the file's {stored.size} bytes", headers=headers
+            )
+        if outcome is ranges.RangeOutcome.PRECONDITION_FAILED:
+            raise PreconditionFailed("If-Match does not match the file's ETag", headers=headers)
+        if outcome is ranges.RangeOutcome.NOT_MODIFIED:
             return web.Response(status=decision.status, headers=headers)
         span = decision.range
         if outcome is ranges.RangeOutcome.PARTIAL:

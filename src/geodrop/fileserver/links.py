@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,14 @@ class _Meter:
         return utilisation + self.active * NOMINAL_TRANSFER_MBPS / self.config.capacity_mbps
 
 
+def _canonical(host: str) -> str:
+    """One spelling per address: IPv4-mapped IPv6 as IPv4, IPv6 compressed, zone dropped."""
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
 @dataclass(frozen=True, slots=True)
 class LinkReport:
     """One link's figures, as heartbeats and the status endpoint publish them."""
@@ -69,13 +78,18 @@ class LinkMeters:
         self, links: tuple[LinkConfig, ...], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._meters = {link.name: _Meter(link) for link in links}
-        self._by_address = {(link.listen.host, link.listen.port): link.name for link in links}
+        self._by_address = {
+            (_canonical(link.listen.host), link.listen.port): link.name for link in links
+        }
         self._clock = clock
 
     def link_at(self, sockname: object) -> str | None:
         """The link a connection arrived on, from the socket's local address."""
         if isinstance(sockname, tuple) and len(sockname) >= 2:
-            host = str(sockname[0]).removeprefix("::ffff:")
+            try:
+                host = _canonical(str(sockname[0]))
+            except ValueError:
+                return None
             return self._by_address.get((host, int(sockname[1])))
         return None
 

@@ -27,8 +27,8 @@ from geodrop.protocol.fileid import new_file_id, parse_file_id
 
 logger = logging.getLogger(__name__)
 
-_SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
-_CONTENT_TYPE: Final = re.compile(r"^[a-zA-Z0-9!#$&^_.+-]{1,64}/[a-zA-Z0-9!#$&^_.+-]{1,64}$")
+_SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}\Z")
+_CONTENT_TYPE: Final = re.compile(r"^[a-zA-Z0-9!#$&^_.+-]{1,64}/[a-zA-Z0-9!#$&^_.+-]{1,64}\Z")
 MAX_NAME_LENGTH: Final = 255
 
 
@@ -55,6 +55,12 @@ def validate_name(name: object) -> str:
         raise BadRequest(f"name: at most {MAX_NAME_LENGTH} characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise BadRequest("name: control characters are not allowed")
+    if not name.isascii():
+        try:
+            # JSON may carry lone surrogates ("\ud800"); no metadata store can keep them.
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("name: not valid Unicode") from None
     return name
 
 

@@ -157,6 +157,7 @@ class SqliteTransferStore(TransferStore):
         self._db = _Database(path, _TRANSFER_SCHEMA)
         # One process owns an SQLite region, so its upload locks live here.
         self._locks: dict[str, asyncio.Lock] = {}
+        self._lock_users: dict[str, int] = {}  # holders and waiters of each lock
 
     async def create(self, transfer: Transfer) -> None:
         def insert(c: sqlite3.Connection) -> None:
@@ -270,15 +271,23 @@ class SqliteTransferStore(TransferStore):
     @asynccontextmanager
     async def upload_lock(self, transfer_id: str) -> AsyncIterator[None]:
         lock = self._locks.setdefault(transfer_id, asyncio.Lock())
+        # The lock may only be forgotten once nobody holds or awaits it: right after a
+        # release, a woken waiter has not yet taken it, and a newcomer must queue on the
+        # same lock rather than make a second one.
+        self._lock_users[transfer_id] = self._lock_users.get(transfer_id, 0) + 1
         try:
-            await asyncio.wait_for(lock.acquire(), LOCK_WAIT_SECONDS)
-        except TimeoutError:
-            raise Locked("another request is writing this upload; retry shortly") from None
-        try:
-            yield
+            try:
+                await asyncio.wait_for(lock.acquire(), LOCK_WAIT_SECONDS)
+            except TimeoutError:
+                raise Locked("another request is writing this upload; retry shortly") from None
+            try:
+                yield
+            finally:
+                lock.release()
         finally:
-            lock.release()
-            if not lock.locked() and self._locks.get(transfer_id) is lock:
+            self._lock_users[transfer_id] -= 1
+            if not self._lock_users[transfer_id]:
+                del self._lock_users[transfer_id]
                 del self._locks[transfer_id]
 
     async def close(self) -> None:

@@ -66,11 +66,14 @@ class ReplayGuard:
     def first_sighting(self, nonce: str, now: float) -> bool:
         while self._seen:
             oldest, seen_at = next(iter(self._seen.items()))
-            if seen_at >= now - 2 * REPLAY_WINDOW_SECONDS and len(self._seen) < self._capacity:
+            if seen_at >= now - 2 * REPLAY_WINDOW_SECONDS:
                 break
             del self._seen[oldest]
+        # Check before making room: a full guard must not forget the very nonce it is asked about.
         if nonce in self._seen:
             return False
+        while len(self._seen) >= self._capacity:
+            self._seen.popitem(last=False)
         self._seen[nonce] = now
         return True
 

@@ -79,7 +79,10 @@ def verify(
         Gone: the signature is valid but has expired (410): the holder should
             negotiate a fresh URL.
     """
-    if not (expires_text and signature and user) or not expires_text.isdigit():
+    # isascii: str.isdigit also accepts digits int() rejects ("²") or reads ("١٢").
+    if not (expires_text and signature and user) or not (
+        expires_text.isascii() and expires_text.isdigit()
+    ):
         raise Forbidden("this URL is not signed for this transfer")
     if len(expires_text) > 12:
         raise Forbidden("this URL is not signed for this transfer")

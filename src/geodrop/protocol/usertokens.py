@@ -10,7 +10,7 @@ import jwt
 from geodrop.errors import Unauthorized
 
 ALGORITHM: Final = "HS256"
-USER_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+USER_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 
 
 def mint_token(key: str, user: str, *, now: float, lifetime_seconds: int = 30 * 24 * 3600) -> str:

@@ -34,7 +34,12 @@ class _LocalWriter(UploadWriter):
         self.offset += len(data)
 
     async def rollback(self, offset: int) -> None:
-        await asyncio.to_thread(os.ftruncate, self._fd, offset)
+        def truncate() -> None:
+            os.ftruncate(self._fd, offset)
+            # Without the seek the next write would land past a hole of zeros.
+            os.lseek(self._fd, offset, os.SEEK_SET)
+
+        await asyncio.to_thread(truncate)
         self.offset = offset
 
 

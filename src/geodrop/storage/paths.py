@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Final
 
-_PART: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}$")
+_PART: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}\Z")
 
 
 class StoragePaths:

@@ -56,6 +56,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = _AIOHTTP_CODES.get(exc.status, "http_error")
         response = error_response(exc.status, code, exc.reason, _kept_headers(exc))
+    except ConnectionError as exc:
+        # The client went away mid-request (a dropped PATCH is normal for resumable
+        # uploads); what reached storage is kept, and nobody is left to answer.
+        logger.info("client disconnected during %s %s: %s", request.method, request.path, exc)
+        response = error_response(400, "client_disconnected", "the connection was lost")
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
         response = error_response(500, "internal", "internal server error")

@@ -1,0 +1,456 @@
+"""Tests of the metadata stores, run against the SQLite backend.
+
+The tests use only the ``TransferStore``/``InboxStore`` interfaces through the
+``transfer_store``/``inbox_store`` fixtures; another backend joins by adding a
+parameter to ``backend`` and its opener to ``_OPENERS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import geodrop.metadata.sqlite
+from geodrop.errors import Locked
+from geodrop.metadata.base import (
+    Delivery,
+    InboxEntry,
+    InboxStore,
+    Transfer,
+    TransferState,
+    TransferStore,
+)
+from geodrop.metadata.sqlite import SqliteInboxStore, SqliteTransferStore
+
+NOW = 1_700_000_000.0
+SHA = "ab" * 32
+ID = "north.aaaaaaaaaaaaaaaaaaaaaaaaaa"
+ID2 = "north.bbbbbbbbbbbbbbbbbbbbbbbbbb"
+ID3 = "north.cccccccccccccccccccccccccc"
+
+TransferOpener = Callable[[], TransferStore]
+InboxOpener = Callable[[], InboxStore]
+
+
+def _sqlite_openers(folder: Path) -> tuple[TransferOpener, InboxOpener]:
+    return (
+        lambda: SqliteTransferStore(folder / "region" / "metadata.sqlite3"),
+        lambda: SqliteInboxStore(folder / "directory" / "inbox.sqlite3"),
+    )
+
+
+_OPENERS: dict[str, Callable[[Path], tuple[TransferOpener, InboxOpener]]] = {
+    "sqlite": _sqlite_openers,
+}
+
+
+@pytest.fixture(params=sorted(_OPENERS))
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def open_transfer_store(backend: str, tmp_path: Path) -> TransferOpener:
+    """Opens the same transfer store again each call (to test persistence)."""
+    return _OPENERS[backend](tmp_path)[0]
+
+
+@pytest.fixture
+def open_inbox_store(backend: str, tmp_path: Path) -> InboxOpener:
+    return _OPENERS[backend](tmp_path)[1]
+
+
+@pytest.fixture
+async def transfer_store(open_transfer_store: TransferOpener) -> AsyncIterator[TransferStore]:
+    store = open_transfer_store()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def inbox_store(open_inbox_store: InboxOpener) -> AsyncIterator[InboxStore]:
+    store = open_inbox_store()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def short_lock_wait(backend: str, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Make a blocked upload_lock give up after this many seconds."""
+    wait = 0.05
+    if backend == "sqlite":
+        monkeypatch.setattr(geodrop.metadata.sqlite, "LOCK_WAIT_SECONDS", wait)
+    return wait
+
+
+def transfer(transfer_id: str = ID, **changes: object) -> Transfer:
+    base = Transfer(
+        id=transfer_id,
+        sender="alice",
+        receivers=("bob", "carol"),
+        filename="报告 final.pdf",
+        size=1234,
+        sha256=None,
+        created_at=NOW,
+        expires_at=NOW + 86400,
+        content_type="application/pdf",
+        tus_metadata={"filename": "报告 final.pdf", "filetype": "application/pdf"},
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def pairs(entries: list[tuple[Transfer, str]]) -> set[tuple[str, str]]:
+    return {(t.id, receiver) for t, receiver in entries}
+
+
+# ---------------------------------------------------------------------------
+# Transfers
+
+
+async def test_create_and_get(transfer_store: TransferStore) -> None:
+    original = transfer()
+    await transfer_store.create(original)
+    loaded = await transfer_store.get(ID)
+    assert loaded == original
+    assert loaded is not None
+    assert loaded.state is TransferState.UPLOADING
+    assert loaded.receivers == ("bob", "carol")
+    assert dict(loaded.tus_metadata) == {
+        "filename": "报告 final.pdf",
+        "filetype": "application/pdf",
+    }
+
+
+async def test_get_unknown_is_none(transfer_store: TransferStore) -> None:
+    assert await transfer_store.get(ID) is None
+
+
+async def test_receiver_order_is_kept(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(receivers=("zed", "amy", "mo")))
+    loaded = await transfer_store.get(ID)
+    assert loaded is not None
+    assert loaded.receivers == ("zed", "amy", "mo")
+
+
+async def test_complete(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(sha256=None))
+    done = await transfer_store.complete(ID, SHA, NOW + 10, NOW + 7 * 86400)
+    assert done.state is TransferState.COMPLETE
+    assert done.sha256 == SHA
+    assert done.completed_at == NOW + 10
+    assert done.expires_at == NOW + 7 * 86400
+    assert done.created_at == NOW
+    assert done.receivers == ("bob", "carol")
+    assert await transfer_store.get(ID) == done
+
+
+async def test_deliveries_start_unannounced_and_unreceived(
+    transfer_store: TransferStore,
+) -> None:
+    await transfer_store.create(transfer())
+    assert await transfer_store.deliveries(ID) == [
+        Delivery(ID, "bob", announced=False, received_at=None),
+        Delivery(ID, "carol", announced=False, received_at=None),
+    ]
+    assert await transfer_store.deliveries(ID2) == []
+
+
+async def test_only_completed_transfers_are_announced(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(ID))
+    await transfer_store.create(transfer(ID2, receivers=("dave",)))
+    assert await transfer_store.unannounced() == []
+
+    done = await transfer_store.complete(ID, SHA, NOW, NOW + 100)
+    unannounced = await transfer_store.unannounced()
+    assert pairs(unannounced) == {(ID, "bob"), (ID, "carol")}
+    assert all(t == done for t, _ in unannounced)
+
+
+async def test_mark_announced(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer())
+    await transfer_store.complete(ID, SHA, NOW, NOW + 100)
+    await transfer_store.mark_announced(ID, "bob")
+    assert pairs(await transfer_store.unannounced()) == {(ID, "carol")}
+    deliveries = {d.receiver: d for d in await transfer_store.deliveries(ID)}
+    assert deliveries["bob"].announced
+    assert not deliveries["carol"].announced
+    await transfer_store.mark_announced(ID, "carol")
+    await transfer_store.mark_announced(ID, "carol")
+    assert await transfer_store.unannounced() == []
+
+
+async def test_unannounced_limit(transfer_store: TransferStore) -> None:
+    for transfer_id in (ID, ID2, ID3):
+        await transfer_store.create(transfer(transfer_id))
+        await transfer_store.complete(transfer_id, SHA, NOW, NOW + 100)
+    everything = pairs(await transfer_store.unannounced(limit=100))
+    assert len(everything) == 6
+    some = pairs(await transfer_store.unannounced(limit=4))
+    assert len(some) == 4
+    assert some <= everything
+
+
+async def test_mark_received_keeps_the_first_time(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer())
+    await transfer_store.complete(ID, SHA, NOW, NOW + 100)
+    await transfer_store.mark_received(ID, "carol", NOW + 5)
+    await transfer_store.mark_received(ID, "carol", NOW + 50)
+    await transfer_store.mark_received(ID, "mallory", NOW + 5)
+    deliveries = {d.receiver: d for d in await transfer_store.deliveries(ID)}
+    assert set(deliveries) == {"bob", "carol"}
+    assert deliveries["carol"].received_at == NOW + 5
+    assert deliveries["bob"].received_at is None
+
+
+async def test_expired(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(ID, expires_at=NOW + 10))
+    await transfer_store.create(transfer(ID2, expires_at=NOW + 20))
+    await transfer_store.create(transfer(ID3, expires_at=NOW + 30))
+    await transfer_store.complete(ID3, SHA, NOW, NOW + 15)  # retention replaces upload expiry
+
+    assert await transfer_store.expired(NOW + 10) == []  # expiring at `now` is not yet expired
+    assert {t.id for t in await transfer_store.expired(NOW + 10.5)} == {ID}
+    assert {t.id for t in await transfer_store.expired(NOW + 16)} == {ID, ID3}
+    assert {t.id for t in await transfer_store.expired(NOW + 100)} == {ID, ID2, ID3}
+    assert len(await transfer_store.expired(NOW + 100, limit=2)) == 2
+    expired = {t.id: t for t in await transfer_store.expired(NOW + 100)}
+    assert expired[ID3].state is TransferState.COMPLETE
+    assert expired[ID] == transfer(ID, expires_at=NOW + 10)
+
+
+async def test_delete_cascades_to_deliveries(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(ID))
+    await transfer_store.create(transfer(ID2))
+    await transfer_store.complete(ID, SHA, NOW, NOW + 100)
+    await transfer_store.complete(ID2, SHA, NOW, NOW + 100)
+
+    await transfer_store.delete(ID)
+
+    assert await transfer_store.get(ID) is None
+    assert await transfer_store.deliveries(ID) == []
+    assert pairs(await transfer_store.unannounced()) == {(ID2, "bob"), (ID2, "carol")}
+    assert {t.id for t in await transfer_store.expired(NOW + 1000)} == {ID2}
+    # The id is free again, with no deliveries left over.
+    await transfer_store.create(transfer(ID, receivers=("dave",)))
+    assert [d.receiver for d in await transfer_store.deliveries(ID)] == ["dave"]
+
+
+async def test_delete_unknown_is_not_an_error(transfer_store: TransferStore) -> None:
+    await transfer_store.delete(ID)
+    assert await transfer_store.get(ID) is None
+
+
+async def test_data_survives_close_and_reopen(open_transfer_store: TransferOpener) -> None:
+    store = open_transfer_store()
+    await store.create(transfer(ID))
+    await store.create(transfer(ID2))
+    done = await store.complete(ID, SHA, NOW, NOW + 100)
+    await store.mark_announced(ID, "bob")
+    await store.mark_received(ID, "bob", NOW + 1)
+    await store.close()
+
+    reopened = open_transfer_store()
+    try:
+        assert await reopened.get(ID) == done
+        assert await reopened.get(ID2) == transfer(ID2)
+        assert await reopened.deliveries(ID) == [
+            Delivery(ID, "bob", announced=True, received_at=NOW + 1),
+            Delivery(ID, "carol", announced=False, received_at=None),
+        ]
+        assert pairs(await reopened.unannounced()) == {(ID, "carol")}
+    finally:
+        await reopened.close()
+
+
+# ---------------------------------------------------------------------------
+# Upload locks
+
+
+async def test_upload_lock_is_exclusive(transfer_store: TransferStore) -> None:
+    events: list[str] = []
+    first_inside = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def first() -> None:
+        async with transfer_store.upload_lock(ID):
+            events.append("first in")
+            first_inside.set()
+            await release_first.wait()
+            events.append("first out")
+
+    async def second() -> None:
+        async with transfer_store.upload_lock(ID):
+            events.append("second in")
+
+    first_task = asyncio.create_task(first())
+    await first_inside.wait()
+    second_task = asyncio.create_task(second())
+    await asyncio.sleep(0.02)
+    assert events == ["first in"]  # the second acquirer is waiting
+    release_first.set()
+    await asyncio.gather(first_task, second_task)
+    assert events == ["first in", "first out", "second in"]
+
+
+async def test_upload_locks_of_different_uploads_are_independent(
+    transfer_store: TransferStore,
+) -> None:
+    async with transfer_store.upload_lock(ID):
+        async with asyncio.timeout(1):
+            async with transfer_store.upload_lock(ID2):
+                pass
+
+
+async def test_blocked_upload_lock_raises_locked(
+    transfer_store: TransferStore, short_lock_wait: float
+) -> None:
+    async with transfer_store.upload_lock(ID):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Locked) as raised:
+            async with transfer_store.upload_lock(ID):
+                pytest.fail("acquired a held lock")
+        waited = asyncio.get_running_loop().time() - started
+        assert raised.value.status == 423
+        assert short_lock_wait * 0.9 <= waited < 2
+    # The lock is free again afterwards.
+    async with asyncio.timeout(1):
+        async with transfer_store.upload_lock(ID):
+            pass
+
+
+async def test_upload_lock_is_released_on_error(transfer_store: TransferStore) -> None:
+    with pytest.raises(RuntimeError):
+        async with transfer_store.upload_lock(ID):
+            raise RuntimeError("write failed")
+    async with asyncio.timeout(1):
+        async with transfer_store.upload_lock(ID):
+            pass
+
+
+async def test_upload_lock_stays_exclusive_when_a_newcomer_arrives_at_hand_over(
+    transfer_store: TransferStore,
+) -> None:
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+
+    async def hold(name: str) -> None:
+        async with transfer_store.upload_lock(ID):
+            inside.append(name)
+            if len(inside) > 1:
+                overlaps.append(tuple(inside))
+            await asyncio.sleep(0.01)
+            inside.remove(name)
+
+    async with transfer_store.upload_lock(ID):
+        waiter = asyncio.create_task(hold("waiter"))
+        await asyncio.sleep(0.01)  # the waiter is queued on the lock
+    # Released: the waiter is woken but has not run yet when a newcomer asks.
+    newcomer = asyncio.create_task(hold("newcomer"))
+    await asyncio.gather(waiter, newcomer)
+    assert overlaps == []
+
+
+async def test_upload_lock_under_contention(transfer_store: TransferStore) -> None:
+    inside = 0
+    most_inside = 0
+    entries = 0
+
+    async def hold(delay: float) -> None:
+        nonlocal inside, most_inside, entries
+        await asyncio.sleep(delay)
+        async with transfer_store.upload_lock(ID):
+            inside += 1
+            entries += 1
+            most_inside = max(most_inside, inside)
+            await asyncio.sleep(0.001)
+            inside -= 1
+
+    await asyncio.gather(*(hold((i % 5) * 0.001) for i in range(30)))
+    assert entries == 30
+    assert most_inside == 1
+
+
+# ---------------------------------------------------------------------------
+# Inboxes
+
+
+def entry(file_id: str = ID, receiver: str = "bob", **changes: object) -> InboxEntry:
+    base = InboxEntry(
+        cursor=0,
+        receiver=receiver,
+        file_id=file_id,
+        sender="alice",
+        filename="报告.pdf",
+        size=1234,
+        sha256=SHA,
+        region="north",
+        created_at=NOW,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_add_assigns_increasing_cursors(inbox_store: InboxStore) -> None:
+    first = await inbox_store.add(entry(ID, "bob"))
+    second = await inbox_store.add(entry(ID2, "bob"))
+    third = await inbox_store.add(entry(ID, "carol"))
+    assert 0 < first.cursor < second.cursor < third.cursor
+    assert first == entry(ID, "bob", cursor=first.cursor)
+
+
+async def test_add_is_idempotent_per_file_and_receiver(inbox_store: InboxStore) -> None:
+    first = await inbox_store.add(entry(ID, "bob"))
+    again = await inbox_store.add(entry(ID, "bob", filename="renamed.pdf", created_at=NOW + 9))
+    assert again == first
+    assert await inbox_store.list("bob", 0, 100) == [first]
+
+
+async def test_list_after_cursor(inbox_store: InboxStore) -> None:
+    added = [await inbox_store.add(entry(file_id, "bob")) for file_id in (ID, ID2, ID3)]
+    await inbox_store.add(entry(ID, "carol"))
+
+    assert await inbox_store.list("bob", 0, 100) == added
+    assert await inbox_store.list("bob", added[0].cursor, 100) == added[1:]
+    assert await inbox_store.list("bob", added[2].cursor, 100) == []
+    assert await inbox_store.list("bob", 0, 2) == added[:2]
+    assert [e.file_id for e in await inbox_store.list("carol", 0, 100)] == [ID]
+    assert await inbox_store.list("dave", 0, 100) == []
+
+
+async def test_remove_drops_every_receivers_entry(inbox_store: InboxStore) -> None:
+    await inbox_store.add(entry(ID, "bob"))
+    await inbox_store.add(entry(ID, "carol"))
+    kept = await inbox_store.add(entry(ID2, "bob"))
+
+    await inbox_store.remove(ID)
+    await inbox_store.remove(ID)
+    await inbox_store.remove(ID3)
+
+    assert await inbox_store.list("bob", 0, 100) == [kept]
+    assert await inbox_store.list("carol", 0, 100) == []
+
+
+async def test_cursors_are_never_reused(inbox_store: InboxStore) -> None:
+    # A client that has read up to a cursor must never miss a later entry.
+    gone = await inbox_store.add(entry(ID3, "bob"))
+    await inbox_store.remove(ID3)
+    later = await inbox_store.add(entry(ID, "bob"))
+    assert later.cursor > gone.cursor
+    assert await inbox_store.list("bob", gone.cursor, 100) == [later]
+
+
+async def test_inbox_survives_close_and_reopen(open_inbox_store: InboxOpener) -> None:
+    store = open_inbox_store()
+    added = await store.add(entry(ID, "bob"))
+    await store.close()
+    reopened = open_inbox_store()
+    try:
+        assert await reopened.list("bob", 0, 100) == [added]
+        assert (await reopened.add(entry(ID, "bob"))).cursor == added.cursor
+        assert (await reopened.add(entry(ID2, "bob"))).cursor > added.cursor
+    finally:
+        await reopened.close()
