@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from geodrop.config import CARRIERS
-from geodrop.fileserver import downloads, uploads
+from geodrop.fileserver import downloads, filestatus, uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.transferurls import signed_url
 from geodrop.geo.locator import Location
@@ -93,6 +93,23 @@ async def peer_download_address(request: web.Request) -> web.Response:
     file_id, user, carrier = downloads.parse_peer_request(parse_json_object(raw), CARRIERS)
     address = await downloads.local_address(server, file_id, user, carrier)
     return web.json_response(address.to_json())
+
+
+async def file_status(request: web.Request) -> web.Response:
+    """``GET /v1/files/{file_id}/status``: state, size, and which receivers have it."""
+    server = request.app[FILE_SERVER]
+    user = _user(server, request)
+    return web.json_response(
+        await filestatus.file_status(server, request.match_info["file_id"], user)
+    )
+
+
+async def peer_file_status(request: web.Request) -> web.Response:
+    """``POST /v1/peer/status``: another region asks on behalf of one of its users."""
+    server = request.app[FILE_SERVER]
+    _, raw = await authenticated_peer(request, server.peer_key, server.replay_guard)
+    file_id, user = downloads.parse_peer_question(parse_json_object(raw))
+    return web.json_response(await filestatus.local_status(server, file_id, user))
 
 
 async def status(request: web.Request) -> web.Response:

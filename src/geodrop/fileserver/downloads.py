@@ -15,10 +15,10 @@ from typing import Any
 
 from geodrop.errors import BadRequest, Conflict, Gone, NotFound
 from geodrop.fileserver.context import FileServer
+from geodrop.fileserver.routing import ask_owner, owner_of
 from geodrop.fileserver.transferurls import signed_url
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import usertokens
-from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.signing import Action
 
 logger = logging.getLogger(__name__)
@@ -105,21 +105,34 @@ async def download_address(
         NotFound: malformed id, unknown region, or no file this user may see.
         PeerUnavailable: the owning region cannot be reached (503).
     """
-    file_id = parse_file_id(file_id_text)
-    if file_id.region == server.region.name:
+    file_id, owner = owner_of(server, file_id_text)
+    if owner is None:
         return await local_address(server, str(file_id), user, carrier)
-    try:
-        owner = server.config.region(file_id.region)
-    except KeyError:
-        raise NotFound("no such file") from None
-    answer = await server.peers.call(
-        "POST",
-        owner.access_url + PEER_DOWNLOAD_ADDRESS_PATH,
+    answer = await ask_owner(
+        server,
+        owner,
+        PEER_DOWNLOAD_ADDRESS_PATH,
         {"file_id": str(file_id), "user": user, "carrier": carrier},
     )
     address = DownloadAddress.from_json(answer)
     logger.info("download %s relayed from %s link %s", file_id, owner.name, address.link)
     return address
+
+
+def parse_peer_question(body: Any) -> tuple[str, str]:
+    """``(file_id, user)`` of a peer's question about a file on a user's behalf.
+
+    Raises:
+        BadRequest: a field is missing or malformed.
+    """
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object")
+    file_id, user = body.get("file_id"), body.get("user")
+    if not isinstance(file_id, str):
+        raise BadRequest("file_id: required")
+    if not isinstance(user, str) or not usertokens.USER_ID.match(user):
+        raise BadRequest("user: not a valid user id")
+    return file_id, user
 
 
 def parse_peer_request(body: Any, carriers: tuple[str, ...]) -> tuple[str, str, str]:
@@ -128,13 +141,8 @@ def parse_peer_request(body: Any, carriers: tuple[str, ...]) -> tuple[str, str, 
     Raises:
         BadRequest: a field is missing or malformed.
     """
-    if not isinstance(body, dict):
-        raise BadRequest("expected a JSON object")
-    file_id, user, carrier = body.get("file_id"), body.get("user"), body.get("carrier")
-    if not isinstance(file_id, str):
-        raise BadRequest("file_id: required")
-    if not isinstance(user, str) or not usertokens.USER_ID.match(user):
-        raise BadRequest("user: not a valid user id")
+    file_id, user = parse_peer_question(body)
+    carrier = body.get("carrier")
     if carrier not in carriers:
         raise BadRequest("carrier: unknown carrier")
     return file_id, user, carrier
