@@ -23,7 +23,9 @@ JSON bodies with the status below (DESIGN.md §7)::
     ├── ChecksumMismatch              460 checksum_mismatch (tus checksum extension)
     ├── Unavailable                   503 unavailable (+ Retry-After)
     │   └── PeerUnavailable           503 peer_unavailable
-    └── InsufficientStorage           507 insufficient_storage
+    ├── InsufficientStorage           507 insufficient_storage
+    ├── NetworkError                  (client side: a server could not be reached)
+    └── IntegrityError                (client side: received bytes do not match their sha256)
 """
 
 from __future__ import annotations
@@ -146,6 +148,18 @@ class PeerUnavailable(Unavailable):
 class InsufficientStorage(GeodropError):
     status = 507
     code = "insufficient_storage"
+
+
+class NetworkError(GeodropError):
+    """The client could not reach a server, even after retrying."""
+
+    code = "network"
+
+
+class IntegrityError(GeodropError):
+    """What arrived does not match its sha256: nothing was kept."""
+
+    code = "integrity"
 
 
 def error_for_status(status: int, message: str) -> GeodropError:
