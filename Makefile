@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	@cat examples/demo.txt
 	$(BIN)/geodrop cluster --config examples/dev-cluster.toml
 
 lint: $(STAMP)
