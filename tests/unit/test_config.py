@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from geodrop.cli import EXIT_CONFIG, main
+from geodrop.cli import main
+from geodrop.cli.exitcodes import CONFIG as EXIT_CONFIG
 from geodrop.config import ClusterConfig, ListenAddress, load_config, parse_config
 from geodrop.errors import ConfigError
 
