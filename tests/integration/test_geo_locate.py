@@ -123,4 +123,3 @@ async def test_garbage_forwarded_for_from_trusted_proxy_is_400(geo_cluster: Clus
         )
         assert answer.status == 400
         assert (await answer.json())["error"]["code"] == "bad_request"
-
