@@ -16,6 +16,7 @@ from typing import Any, Final
 from geodrop.cli import exitcodes
 from geodrop.cli.progress import ProgressDisplay, human_bytes
 from geodrop.client import Client
+from geodrop.client._client import DEFAULT_RETRIES
 from geodrop.errors import BadRequest
 
 DEFAULT_DIRECTORY: Final = "http://127.0.0.1:7700"
@@ -126,6 +127,16 @@ async def status(client: Client, args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def _retry_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"not a count of retries: {text!r}")
+    return count
+
+
 Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
 
 
@@ -138,7 +149,9 @@ def run(command: Command, args: argparse.Namespace) -> int:
     directory = args.directory or os.environ.get("GEODROP_DIRECTORY") or DEFAULT_DIRECTORY
 
     async def main() -> int:
-        async with Client(directory, token, source_address=args.source_address) as client:
+        async with Client(
+            directory, token, source_address=args.source_address, retries=args.retries
+        ) as client:
             return await command(client, args)
 
     return asyncio.run(main())
@@ -156,6 +169,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    common.add_argument(
+        "--retries",
+        type=_retry_count,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help=f"retry a failed network step N times, with backoff (default {DEFAULT_RETRIES})",
+    )
 
     def add(name: str, command: Command, help_text: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, parents=[common], help=help_text)
