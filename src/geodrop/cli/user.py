@@ -15,8 +15,7 @@ from typing import Any, Final
 
 from geodrop.cli import exitcodes
 from geodrop.cli.progress import ProgressDisplay, human_bytes
-from geodrop.client import Client
-from geodrop.client._client import DEFAULT_RETRIES
+from geodrop.client import DEFAULT_RETRIES, Client
 from geodrop.errors import BadRequest
 
 DEFAULT_DIRECTORY: Final = "http://127.0.0.1:7700"

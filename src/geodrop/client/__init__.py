@@ -1,6 +1,6 @@
 """The async client library: what the CLI, the tests and users' own code share."""
 
-from geodrop.client._client import Client, ProgressCallback
+from geodrop.client._client import DEFAULT_RETRIES, Client, ProgressCallback
 from geodrop.client._models import (
     Delivery,
     FileStatus,
@@ -13,6 +13,7 @@ from geodrop.client._models import (
 )
 
 __all__ = [
+    "DEFAULT_RETRIES",
     "Client",
     "Delivery",
     "FileStatus",
