@@ -103,9 +103,21 @@ class GeoConfig:
 
 @dataclass(frozen=True, slots=True)
 class KeysConfig:
+    """Secrets of the cluster (docs/SECURITY.md says what each protects)."""
+
     user_token: str
     peer: str
     url_signing: str
+    # Key id of ``user_token``: new tokens carry it in their ``kid`` header.
+    user_token_kid: str = "default"  # noqa: S105 - a key id, not a secret
+    # Older user-token keys by key id, still accepted so keys rotate without downtime.
+    user_token_previous: Mapping[str, str] = field(default_factory=dict)
+    token_audience: str | None = None
+    token_issuer: str | None = None
+
+    def user_token_keys(self) -> dict[str, str]:
+        """Every key a user token may be signed with, by key id (the current one included)."""
+        return {**self.user_token_previous, self.user_token_kid: self.user_token}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +128,21 @@ class LimitsConfig:
     signed_url_ttl_seconds: int
     max_receivers: int
     min_free_bytes: int
+    user_quota_bytes: int
+    user_uploads_per_day: int
+    requests_per_minute_per_user: int
+    requests_per_minute_per_ip: int
+    received_grace_seconds: int
+    max_downloads: int  # per file; 0: no limit
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """HTTPS for every listener, and the authority that peers' certificates are checked against."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +163,7 @@ class ClusterConfig:
     keys: KeysConfig
     limits: LimitsConfig
     heartbeat_interval_seconds: float
+    tls: TlsConfig | None = None
     source: Path | None = field(default=None, compare=False)
 
     def region(self, name: str) -> RegionConfig:
@@ -423,14 +451,26 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
     )
     directory_table.finish()
     keys_table = root.table("keys")
+    previous_table = keys_table.table("user_token_previous", required=False)
+    previous = {kid: previous_table.string(kid) for kid in list(previous_table.data)}
+    for kid, secret in previous.items():
+        if len(secret) < 32:
+            raise ConfigError(f"keys.user_token_previous.{kid}: use at least 32 characters")
+    previous_table.finish()
     keys = KeysConfig(
         user_token=keys_table.string("user_token"),
         peer=keys_table.string("peer"),
         url_signing=keys_table.string("url_signing"),
+        user_token_kid=keys_table.string("user_token_kid", "default"),
+        user_token_previous=previous,
+        token_audience=keys_table.optional_string("token_audience"),
+        token_issuer=keys_table.optional_string("token_issuer"),
     )
     for name in ("user_token", "peer", "url_signing"):
         if len(getattr(keys, name)) < 32:
             raise ConfigError(f"keys.{name}: use at least 32 characters of secret")
+    if keys.user_token_kid in previous:
+        raise ConfigError("keys.user_token_kid: also named in keys.user_token_previous")
     keys_table.finish()
     limits_table = root.table("limits", required=False)
     limits = LimitsConfig(
@@ -440,8 +480,23 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         signed_url_ttl_seconds=limits_table.integer("signed_url_ttl_seconds", 3600),
         max_receivers=limits_table.integer("max_receivers", 50),
         min_free_bytes=limits_table.integer("min_free_bytes", 64 * 1024 * 1024, minimum=0),
+        user_quota_bytes=limits_table.integer("user_quota_bytes", 20 * 1024**3),
+        user_uploads_per_day=limits_table.integer("user_uploads_per_day", 500),
+        requests_per_minute_per_user=limits_table.integer("requests_per_minute_per_user", 1200),
+        requests_per_minute_per_ip=limits_table.integer("requests_per_minute_per_ip", 3000),
+        received_grace_seconds=limits_table.integer("received_grace_seconds", 3600, minimum=0),
+        max_downloads=limits_table.integer("max_downloads", 0, minimum=0),
     )
     limits_table.finish()
+    tls_table = root.table("tls", required=False)
+    tls = None
+    if tls_table.data:
+        tls = TlsConfig(
+            cert_file=tls_table.path_value("cert_file"),
+            key_file=tls_table.path_value("key_file"),
+            ca_file=tls_table.optional_path("ca_file"),
+        )
+    tls_table.finish()
     geo = _parse_geo(root.table("geo"), set(names))
     config = ClusterConfig(
         directory=directory,
@@ -450,6 +505,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         keys=keys,
         limits=limits,
         heartbeat_interval_seconds=root.number("heartbeat_interval_seconds", 2.0),
+        tls=tls,
     )
     root.finish()
     if config.heartbeat_interval_seconds >= directory.heartbeat_timeout_seconds:
@@ -484,5 +540,6 @@ def load_config(path: Path) -> ClusterConfig:
         keys=config.keys,
         limits=config.limits,
         heartbeat_interval_seconds=config.heartbeat_interval_seconds,
+        tls=config.tls,
         source=path.resolve(),
     )

@@ -15,6 +15,8 @@ JSON bodies with the status below (DESIGN.md §7)::
     ├── Conflict                      409 conflict
     │   └── OffsetMismatch            409 offset_mismatch
     ├── Locked                        423 locked
+    ├── TooManyRequests               429 too_many_requests (+ Retry-After)
+    │   └── QuotaExceeded             429 quota_exceeded
     ├── Gone                          410 gone
     ├── PreconditionFailed            412 precondition_failed
     │   └── UnsupportedTusVersion     412 unsupported_tus_version
@@ -124,6 +126,24 @@ class Locked(GeodropError):
     code = "locked"
 
 
+class TooManyRequests(GeodropError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(
+        self, message: str, *, retry_after: int = 1, headers: dict[str, str] | None = None
+    ) -> None:
+        merged = {"Retry-After": str(max(1, retry_after))}
+        merged.update(headers or {})
+        super().__init__(message, headers=merged)
+
+
+class QuotaExceeded(TooManyRequests):
+    """A per-user quota (bytes held, uploads per day) would be exceeded."""
+
+    code = "quota_exceeded"
+
+
 class ChecksumMismatch(GeodropError):
     status = 460
     code = "checksum_mismatch"
@@ -176,6 +196,7 @@ def error_for_status(status: int, message: str) -> GeodropError:
         PayloadTooLarge,
         RangeNotSatisfiable,
         Locked,
+        TooManyRequests,
         ChecksumMismatch,
         Unavailable,
         InsufficientStorage,

@@ -53,6 +53,14 @@ class Delivery:
     received_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one sender holds, for quotas."""
+
+    bytes_held: int
+    uploads_since: int
+
+
 class TransferStore(ABC):
     """A region's transfers: uploads in progress and completed files."""
 
@@ -93,6 +101,10 @@ class TransferStore(ABC):
     @abstractmethod
     async def expired(self, now: float, limit: int = 100) -> list[Transfer]:
         """Transfers whose upload expiry or retention has passed."""
+
+    @abstractmethod
+    async def usage(self, sender: str, since: float) -> Usage:
+        """Bytes the sender's transfers hold (or will), and uploads created since ``since``."""
 
     @abstractmethod
     def upload_lock(self, transfer_id: str) -> AbstractAsyncContextManager[None]:

@@ -24,6 +24,7 @@ from geodrop.metadata.base import (
     Transfer,
     TransferState,
     TransferStore,
+    Usage,
 )
 
 T = TypeVar("T")
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (transfer_id, receiver)
 );
 CREATE INDEX IF NOT EXISTS transfers_expiry ON transfers(expires_at);
+CREATE INDEX IF NOT EXISTS transfers_sender ON transfers(sender, created_at);
 CREATE INDEX IF NOT EXISTS deliveries_unannounced ON deliveries(announced, transfer_id);
 """
 
@@ -265,6 +267,18 @@ class SqliteTransferStore(TransferStore):
                 )
             ]
             return [t for t in (_load(c, i) for i in ids) if t is not None]
+
+        return await self._db.run(select)
+
+    async def usage(self, sender: str, since: float) -> Usage:
+        def select(c: sqlite3.Connection) -> Usage:
+            row = c.execute(
+                "SELECT COALESCE(SUM(size), 0) AS held,"
+                " COALESCE(SUM(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), 0) AS recent"
+                " FROM transfers WHERE sender = ?",
+                (since, sender),
+            ).fetchone()
+            return Usage(int(row["held"]), int(row["recent"]))
 
         return await self._db.run(select)
 

@@ -23,6 +23,7 @@ from geodrop.metadata.base import (
     Transfer,
     TransferState,
     TransferStore,
+    Usage,
 )
 from geodrop.metadata.sqlite import SqliteInboxStore, SqliteTransferStore
 
@@ -454,3 +455,22 @@ async def test_inbox_survives_close_and_reopen(open_inbox_store: InboxOpener) ->
         assert (await reopened.add(entry(ID2, "bob"))).cursor > added.cursor
     finally:
         await reopened.close()
+
+
+async def test_usage_counts_bytes_held_and_recent_uploads(transfer_store: TransferStore) -> None:
+    for i, (created, size) in enumerate([(100.0, 10), (200.0, 20), (300.0, 30)]):
+        await transfer_store.create(
+            Transfer(
+                id=f"north.{'a' * 25}{i}",
+                sender="quota-user",
+                receivers=("bob",),
+                filename="f",
+                size=size,
+                sha256=None,
+                created_at=created,
+                expires_at=10_000.0,
+            )
+        )
+    usage = await transfer_store.usage("quota-user", since=150.0)
+    assert usage == Usage(bytes_held=60, uploads_since=2)
+    assert await transfer_store.usage("nobody", since=0.0) == Usage(0, 0)
