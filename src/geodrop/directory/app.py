@@ -14,6 +14,7 @@ from geodrop.directory.inbox import Inboxes
 from geodrop.geo.locator import Locator
 from geodrop.metadata.sqlite import SqliteInboxStore
 from geodrop.web.middleware import errors_middleware
+from geodrop.web.openapi import spec_handler
 from geodrop.web.serve import serve
 
 
@@ -38,6 +39,9 @@ def build_app(directory: Directory) -> web.Application:
     app.router.add_post("/v1/peer/heartbeat", handlers.heartbeat)
     app.router.add_post("/v1/peer/inbox", inbox_handlers.add_inbox_entry)
     app.router.add_get("/healthz", handlers.health)
+    app.router.add_get(
+        "/openapi.json", spec_handler("geodrop.directory", directory.config.directory.url)
+    )
     app.on_shutdown.append(_release_waiters)
     app.cleanup_ctx.append(_lifecycle)
     return app

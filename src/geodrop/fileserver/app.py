@@ -18,6 +18,7 @@ from geodrop.geo.locator import Locator
 from geodrop.metadata.sqlite import SqliteTransferStore
 from geodrop.storage.localfs import LocalBlobStore
 from geodrop.web.middleware import errors_middleware
+from geodrop.web.openapi import spec_handler
 from geodrop.web.peerclient import PeerClient
 from geodrop.web.serve import serve
 
@@ -60,6 +61,9 @@ def build_app(server: FileServer) -> web.Application:
     app.router.add_post("/v1/peer/status", access_handlers.peer_file_status)
     app.router.add_get("/v1/status", access_handlers.status)
     app.router.add_get("/healthz", access_handlers.health)
+    app.router.add_get(
+        "/openapi.json", spec_handler("geodrop.fileserver", server.region.access_url)
+    )
     app.router.add_route("OPTIONS", "/tus", tus_handlers.options)
     app.router.add_route("OPTIONS", "/tus/{upload_id}", tus_handlers.options)
     app.router.add_post("/tus", tus_handlers.create)

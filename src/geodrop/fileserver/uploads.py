@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 _SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}\Z")
 _CONTENT_TYPE: Final = re.compile(r"^[a-zA-Z0-9!#$&^_.+-]{1,64}/[a-zA-Z0-9!#$&^_.+-]{1,64}\Z")
 MAX_NAME_LENGTH: Final = 255
+EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ def parse_upload_request(
     sha256 = body.get("sha256")
     if sha256 is not None and (not isinstance(sha256, str) or not _SHA256_HEX.match(sha256)):
         raise BadRequest("sha256: 64 lowercase hex digits are required")
+    if size == 0 and sha256 is not None and sha256 != EMPTY_SHA256:
+        # A 0-byte upload completes at creation: a wrong digest could never be corrected.
+        raise BadRequest("sha256: does not match a 0-byte file")
     receivers = parse_receivers(body.get("receivers"), max_receivers)
     content_type = body.get("content_type", "application/octet-stream")
     if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type):

@@ -202,3 +202,14 @@ def test_any_name_gives_a_safe_header_that_decodes_to_the_name(filename: str) ->
     fallback, encoded = disposition_parts(filename)
     assert len(fallback) == len(filename)
     assert unquote(encoded, errors="strict") == filename
+
+
+def test_empty_file_must_declare_the_empty_sha256() -> None:
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    body = {"name": "e", "size": 0, "receivers": ["bob"]}
+    assert (
+        parse_upload_request({**body, "sha256": empty}, max_size=10, max_receivers=5).sha256
+        == empty
+    )
+    with pytest.raises(BadRequest, match="sha256"):
+        parse_upload_request({**body, "sha256": "0" * 64}, max_size=10, max_receivers=5)
