@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ class LimitsConfig:
     requests_per_minute_per_ip: int
     received_grace_seconds: int
     max_downloads: int  # per file; 0: no limit
+    # How often a file server looks for expired transfers to delete.
+    sweep_interval_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,61 @@ class TlsConfig:
     cert_file: Path
     key_file: Path
     ca_file: Path | None
+
+    def server_context(self) -> ssl.SSLContext:
+        """What every listener serves HTTPS with: this certificate and key, TLS 1.2 or later.
+
+        Raises:
+            ConfigError: a file is missing or does not load; the message names its key.
+        """
+        _check_readable("tls.cert_file", self.cert_file)
+        _check_readable("tls.key_file", self.key_file)
+        try:
+            # Certificates alone first, so a broken file is blamed on the right key.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=self.cert_file)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"tls.cert_file: no PEM certificate in {self.cert_file}: {exc}"
+            ) from None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file, password=_no_password)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"tls.key_file: {self.key_file} is not a PEM private key of tls.cert_file: {exc}"
+            ) from None
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """How servers verify each other's certificates: against ``ca_file``, else the system's.
+
+        Raises:
+            ConfigError: ``ca_file`` is missing or holds no certificate.
+        """
+        if self.ca_file is not None:
+            _check_readable("tls.ca_file", self.ca_file)
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except ssl.SSLError as exc:
+            raise ConfigError(f"tls.ca_file: no PEM certificate in {self.ca_file}: {exc}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+
+def _check_readable(key: str, path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"{key}: no such file: {path}")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+
+
+def _no_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal and hang a server.
+    raise ConfigError("tls.key_file: the key is encrypted; give geodrop an unencrypted key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,6 +544,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         requests_per_minute_per_ip=limits_table.integer("requests_per_minute_per_ip", 3000),
         received_grace_seconds=limits_table.integer("received_grace_seconds", 3600, minimum=0),
         max_downloads=limits_table.integer("max_downloads", 0, minimum=0),
+        sweep_interval_seconds=limits_table.number("sweep_interval_seconds", 30.0),
     )
     limits_table.finish()
     tls_table = root.table("tls", required=False)
@@ -497,6 +556,10 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
             ca_file=tls_table.optional_path("ca_file"),
         )
     tls_table.finish()
+    if tls is not None:
+        # Load them now, so a bad file stops the process with its key named, not mid-request.
+        tls.server_context()
+        tls.client_context()
     geo = _parse_geo(root.table("geo"), set(names))
     config = ClusterConfig(
         directory=directory,

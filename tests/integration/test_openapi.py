@@ -43,6 +43,7 @@ from geodrop.fileserver.app import build_app as build_file_server_app
 from geodrop.fileserver.app import build_file_server
 from geodrop.web.openapi import load_spec
 from support.cluster import Cluster, user_token
+from support.region_state import UNTHROTTLED, set_limits
 from support.transfer_checks import negotiate_upload, signed_blob_url, upload_file
 
 PACKAGES: Final = {"directory": "geodrop.directory", "north": "geodrop.fileserver"}
@@ -77,6 +78,19 @@ STREAMING: Final = frozenset({("GET", "/v1/inbox/events")})
 ON_LINKS: Final = ("/tus", "/blobs/")
 
 Operation = APIOperation[Any, Any, Any, Any]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A whole cluster without request rate limits: the fuzzer sends thousands of requests a
+    minute as one user from one address, past the defaults (test_limits.py tests those)."""
+    fuzzed = Cluster(tmp_path_factory.mktemp("openapi"))
+    set_limits(fuzzed, **UNTHROTTLED)
+    try:
+        fuzzed.start_all()
+        yield fuzzed
+    finally:
+        fuzzed.stop_all()
 
 
 def _base_url(cluster: Cluster, role: str) -> str:

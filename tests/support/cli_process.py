@@ -22,7 +22,7 @@ from support.cluster import Cluster
 
 RUN_SECONDS: Final = 60.0
 # Variables of the parent's environment that would change what the command does.
-CLEARED: Final = ("GEODROP_TOKEN", "GEODROP_DIRECTORY", "XDG_STATE_HOME")
+CLEARED: Final = ("GEODROP_TOKEN", "GEODROP_DIRECTORY", "GEODROP_CA_FILE", "XDG_STATE_HOME")
 
 
 def geodrop(*args: str) -> list[str]:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
+
+from support.certs import TlsFiles
 
 REGIONS = (
     ("north", 1, ("east", "south")),
@@ -83,15 +86,31 @@ class Cluster:
     heartbeat_timeout: float = 1.5
     extra_links: Sequence[ExtraLink] = ()
     extra_toml: str = ""
+    # More lines of the ``[keys]`` table (key ids, previous keys, audience, issuer).
+    keys_toml: str = ""
+    # HTTPS on every listener with this certificate (valid for every address of ``hosts``).
+    tls: TlsFiles | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        hosts = ["127.0.0.1"] + [self.access_host(r) for r, _, _ in REGIONS]
-        hosts += [self.link_host(r, c) for r, _, _ in REGIONS for c, _ in CARRIERS]
-        hosts += [link.host for link in self.extra_links]
-        self.port = self.port or free_port(hosts)
+        self.port = self.port or free_port(self.hosts(self.extra_links))
         self.config_path = self.root / "cluster.toml"
         self.config_path.write_text(self.toml())
+
+    @staticmethod
+    def hosts(extra_links: Sequence[ExtraLink] = ()) -> list[str]:
+        """Every address a cluster's servers listen on."""
+        hosts = ["127.0.0.1"] + [Cluster.access_host(r) for r, _, _ in REGIONS]
+        hosts += [Cluster.link_host(r, c) for r, _, _ in REGIONS for c, _ in CARRIERS]
+        return hosts + [link.host for link in extra_links]
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.tls is None else "https"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client context trusting the cluster's CA (None for plain HTTP)."""
+        return None if self.tls is None else ssl.create_default_context(cafile=self.tls.ca)
 
     # -- addresses -------------------------------------------------------------
     @staticmethod
@@ -106,13 +125,13 @@ class Cluster:
 
     @property
     def directory_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def access_url(self, region: str) -> str:
-        return f"http://{self.access_host(region)}:{self.port}"
+        return f"{self.scheme}://{self.access_host(region)}:{self.port}"
 
     def link_url(self, region: str, carrier: str) -> str:
-        return f"http://{self.link_host(region, carrier)}:{self.port}"
+        return f"{self.scheme}://{self.link_host(region, carrier)}:{self.port}"
 
     # -- configuration ---------------------------------------------------------
     def toml(self) -> str:
@@ -120,11 +139,13 @@ class Cluster:
         out = [
             f"heartbeat_interval_seconds = {self.heartbeat_interval}\n",
             "[directory]\n",
-            f'url = "http://127.0.0.1:{p}"\nlisten = "127.0.0.1:{p}"\n',
+            f'url = "{self.directory_url}"\nlisten = "127.0.0.1:{p}"\n',
             'database = "directory/inbox.sqlite3"\n',
             f"heartbeat_timeout_seconds = {self.heartbeat_timeout}\n",
             f'[keys]\nuser_token = "{USER_KEY}"\npeer = "{PEER_KEY}"\nurl_signing = "{URL_KEY}"\n',
+            self.keys_toml,
             "[limits]\nmax_file_size = 209715200\nsigned_url_ttl_seconds = 600\n",
+            self.tls_toml(),
             '[geo]\ndefault_region = "north"\ndefault_carrier = "any"\n',
         ]
         for name, r, _ in REGIONS:
@@ -144,40 +165,57 @@ class Cluster:
             for carrier, c in CARRIERS:
                 out.append(
                     f'[[regions.links]]\nname = "{carrier}"\ncarrier = "{carrier}"\n'
-                    f'url = "http://127.{r}.{c}.1:{p}"\nlisten = "127.{r}.{c}.1:{p}"\n'
+                    f'url = "{self.link_url(name, carrier)}"\nlisten = "127.{r}.{c}.1:{p}"\n'
                 )
             for link in self.extra_links:
                 if link.region == name:
                     out.append(
                         f'[[regions.links]]\nname = "{link.name}"\ncarrier = "{link.carrier}"\n'
-                        f'url = "http://{link.host}:{p}"\nlisten = "{link.host}:{p}"\n'
+                        f'url = "{self.scheme}://{link.host}:{p}"\nlisten = "{link.host}:{p}"\n'
                         f"capacity_mbps = {link.capacity_mbps}\n"
                     )
         return "".join(out) + self.extra_toml
 
-    # -- processes -------------------------------------------------------------
-    def command(self, *role: str) -> list[str]:
-        return [sys.executable, "-m", "geodrop", "--config", str(self.config_path), *role]
+    def tls_toml(self, ca_file: Path | None = None) -> str:
+        """The ``[tls]`` table (empty without TLS); ``ca_file`` replaces the cluster's CA."""
+        if self.tls is None:
+            return ""
+        return (
+            f'[tls]\ncert_file = "{self.tls.cert}"\nkey_file = "{self.tls.key}"\n'
+            f'ca_file = "{ca_file or self.tls.ca}"\n'
+        )
 
-    def start(self, name: str) -> None:
-        """Start ``directory`` or a region's file server and wait until it answers."""
+    # -- processes -------------------------------------------------------------
+    def command(self, *role: str, config: Path | None = None) -> list[str]:
+        path = config or self.config_path
+        return [sys.executable, "-m", "geodrop", "--config", str(path), *role]
+
+    def start(self, name: str, *, config: Path | None = None) -> None:
+        """Start ``directory`` or a region's file server and wait until it answers.
+
+        ``config`` runs the process from another configuration file than the cluster's.
+        """
         role = ["directory"] if name == "directory" else ["fileserver", "--region", name]
         with (self.root / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
-                self.command(*role), stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+                self.command(*role, config=config),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ),
             )
         url = self.directory_url if name == "directory" else self.access_url(name)
         self._wait_healthy(name, url + "/healthz")
 
     def _wait_healthy(self, name: str, url: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
+        context = self.ssl_context()
         while time.monotonic() < deadline:
             process = self.processes[name]
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.log(name)}")
             with (
                 contextlib.suppress(OSError),
-                urllib.request.urlopen(url, timeout=1) as answer,  # noqa: S310 - loopback only
+                urllib.request.urlopen(url, timeout=1, context=context) as answer,  # noqa: S310 - loopback
             ):
                 if answer.status == 200:
                     return

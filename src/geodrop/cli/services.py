@@ -52,7 +52,7 @@ def mint(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args).config)
     try:
         token = mint_token(
-            config.keys.user_token, args.user, now=time.time(), lifetime_seconds=args.days * 86400
+            config.keys, args.user, now=time.time(), lifetime_seconds=args.days * 86400
         )
     except ValueError as exc:
         raise SystemExit(f"geodrop: {exc}") from None

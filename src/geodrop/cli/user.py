@@ -146,11 +146,21 @@ def run(command: Command, args: argparse.Namespace) -> int:
         print("geodrop: a token is needed: --token or GEODROP_TOKEN", file=sys.stderr)
         return exitcodes.AUTH
     directory = args.directory or os.environ.get("GEODROP_DIRECTORY") or DEFAULT_DIRECTORY
+    ca_file = args.ca_file or os.environ.get("GEODROP_CA_FILE")
+    try:
+        client = Client(
+            directory,
+            token,
+            source_address=args.source_address,
+            retries=args.retries,
+            ca_file=Path(ca_file) if ca_file else None,
+        )
+    except ValueError as exc:
+        print(f"geodrop: --ca-file: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
 
     async def main() -> int:
-        async with Client(
-            directory, token, source_address=args.source_address, retries=args.retries
-        ) as client:
+        async with client:
             return await command(client, args)
 
     return asyncio.run(main())
@@ -163,6 +173,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--directory", help=f"directory URL (env GEODROP_DIRECTORY; default {DEFAULT_DIRECTORY})"
     )
     common.add_argument("--token", help="user token (env GEODROP_TOKEN)")
+    common.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="trust the HTTPS certificates this authority signed (env GEODROP_CA_FILE;"
+        " default: the system's authorities)",
+    )
     common.add_argument(
         "--source-address", metavar="ADDR", help="bind outgoing connections to this local address"
     )

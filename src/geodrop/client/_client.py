@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +41,18 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "geodrop"
 
 
+def _trusting(ca_file: Path) -> ssl.SSLContext:
+    """A TLS context that trusts exactly the authorities in ``ca_file``.
+
+    Raises:
+        ValueError: the file cannot be read or holds no PEM certificate.
+    """
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load CA certificates from {ca_file}: {exc}") from None
+
+
 class Client:
     """A geodrop user's client, for use from asyncio code.
 
@@ -51,6 +64,11 @@ class Client:
         state_dir: where resume records of unfinished uploads are kept.
         retries: how often a failed network step is retried before giving up.
         timeout: seconds without progress before a request is abandoned.
+        ca_file: PEM file of the certificate authorities that HTTPS servers are
+            checked against (a cluster with a private CA); None: the system's.
+
+    Raises:
+        ValueError: ``ca_file`` cannot be read or holds no certificate.
 
     Example::
 
@@ -67,8 +85,10 @@ class Client:
         state_dir: Path | None = None,
         retries: int = DEFAULT_RETRIES,
         timeout: float = 60.0,
+        ca_file: Path | None = None,
     ) -> None:
         self.directory_url = directory_url.rstrip("/")
+        self._ssl: ssl.SSLContext | bool = True if ca_file is None else _trusting(ca_file)
         self.token = token
         self.source_address = source_address
         self.records = ResumeRecords((state_dir or default_state_dir()) / "uploads")
@@ -100,7 +120,7 @@ class Client:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             local = (self.source_address, 0) if self.source_address else None
-            connector = aiohttp.TCPConnector(local_addr=local, limit=16)
+            connector = aiohttp.TCPConnector(local_addr=local, limit=16, ssl=self._ssl)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 

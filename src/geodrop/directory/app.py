@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import web
 
@@ -13,8 +14,10 @@ from geodrop.directory.health import RegionHealth
 from geodrop.directory.inbox import Inboxes
 from geodrop.geo.locator import Locator
 from geodrop.metadata.sqlite import SqliteInboxStore
+from geodrop.web.auth import authenticated_user
 from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
+from geodrop.web.ratelimit_middleware import ratelimit_middleware
 from geodrop.web.serve import serve
 
 
@@ -29,7 +32,14 @@ def build_directory(config: ClusterConfig) -> Directory:
 
 
 def build_app(directory: Directory) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    config = directory.config
+    # The rate limit sits inside the errors middleware, which turns its 429 into JSON.
+    limit_rate = ratelimit_middleware(
+        config.limits,
+        config.geo.trusted_proxies,
+        partial(authenticated_user, keys=config.keys),
+    )
+    app = web.Application(middlewares=[errors_middleware, limit_rate], client_max_size=64 * 1024)
     app[DIRECTORY] = directory
     app.router.add_get("/v1/locate", handlers.locate)
     app.router.add_get("/v1/files/{file_id}", handlers.file_redirect)
@@ -38,6 +48,7 @@ def build_app(directory: Directory) -> web.Application:
     app.router.add_get("/v1/regions", handlers.regions)
     app.router.add_post("/v1/peer/heartbeat", handlers.heartbeat)
     app.router.add_post("/v1/peer/inbox", inbox_handlers.add_inbox_entry)
+    app.router.add_post("/v1/peer/inbox/remove", inbox_handlers.remove_inbox_entries)
     app.router.add_get("/healthz", handlers.health)
     app.router.add_get(
         "/openapi.json", spec_handler("geodrop.directory", directory.config.directory.url)
@@ -59,6 +70,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def run_directory(config: ClusterConfig) -> None:
-    """Serve the directory until SIGINT or SIGTERM."""
+    """Serve the directory until SIGINT or SIGTERM (HTTPS when ``tls`` is set)."""
+    ssl_context = config.tls.server_context() if config.tls else None
     directory = build_directory(config)
-    await serve(build_app(directory), [config.directory.listen], "directory")
+    await serve(
+        build_app(directory), [config.directory.listen], "directory", ssl_context=ssl_context
+    )

@@ -36,6 +36,10 @@ class Inboxes:
             self._changed.notify_all()
         return stored
 
+    async def remove(self, file_id: str) -> None:
+        """Drop every entry of a file that expired or was deleted."""
+        await self.store.remove(file_id)
+
     async def wait_for_entries(
         self, receiver: str, after: int, wait_seconds: float
     ) -> list[InboxEntry]:
@@ -62,6 +66,24 @@ def entry_json(entry: InboxEntry) -> dict[str, Any]:
         "region": entry.region,
         "created_at": entry.created_at,
     }
+
+
+def parse_removal(body: dict[str, Any], regions: tuple[str, ...]) -> tuple[str, str]:
+    """``(file_id, owning region)`` of a file server's request to remove a file's entries.
+
+    Raises:
+        BadRequest: ``file_id`` is missing or not a file id of this cluster.
+    """
+    file_id = body.get("file_id")
+    if not isinstance(file_id, str):
+        raise BadRequest("file_id: required")
+    try:
+        region = parse_file_id(file_id).region
+    except NotFound:
+        raise BadRequest("file_id: not a file id") from None
+    if region not in regions:
+        raise BadRequest("file_id: not a file of this cluster's regions")
+    return file_id, region
 
 
 def parse_entry(body: dict[str, Any], regions: tuple[str, ...]) -> InboxEntry:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from geodrop.directory.context import DIRECTORY
 from geodrop.directory.handlers import peer_region
-from geodrop.directory.inbox import MAX_WAIT_SECONDS, entry_json, parse_entry
+from geodrop.directory.inbox import MAX_WAIT_SECONDS, entry_json, parse_entry, parse_removal
 from geodrop.errors import BadRequest
 from geodrop.web.auth import authenticated_peer, authenticated_user
 from geodrop.web.jsonbody import parse_json_object
@@ -30,6 +30,22 @@ async def add_inbox_entry(request: web.Request) -> web.Response:
     return web.json_response(entry_json(stored), status=201)
 
 
+async def remove_inbox_entries(request: web.Request) -> web.Response:
+    """``POST /v1/peer/inbox/remove``: a file server withdraws every entry of a file it deleted.
+
+    A file server may only remove files of its own region (403 otherwise); removing
+    entries that are already gone is not an error, so the call can be retried.
+    """
+    directory = request.app[DIRECTORY]
+    peer, raw = await authenticated_peer(
+        request, directory.config.keys.peer.encode(), directory.replay_guard
+    )
+    file_id, region = parse_removal(parse_json_object(raw), directory.config.region_names)
+    peer_region(directory, peer, region)
+    await directory.inboxes.remove(file_id)
+    return web.json_response({"file_id": file_id, "removed": True})
+
+
 def _non_negative(request: web.Request, name: str, default: float) -> float:
     text = request.query.get(name)
     if text is None:
@@ -46,7 +62,7 @@ def _non_negative(request: web.Request, name: str, default: float) -> float:
 async def inbox(request: web.Request) -> web.Response:
     """``GET /v1/inbox?after=CURSOR&wait=SECONDS``: the caller's entries, long-polling if asked."""
     directory = request.app[DIRECTORY]
-    user = authenticated_user(request, directory.config.keys.user_token)
+    user = authenticated_user(request, directory.config.keys)
     after = int(_non_negative(request, "after", 0))
     wait = _non_negative(request, "wait", 0)
     entries = await directory.inboxes.wait_for_entries(user, after, wait)
@@ -62,7 +78,7 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
     Resumes after ``Last-Event-ID`` (or ``?after=``), so a reconnecting client misses nothing.
     """
     directory = request.app[DIRECTORY]
-    user = authenticated_user(request, directory.config.keys.user_token)
+    user = authenticated_user(request, directory.config.keys)
     last_id = request.headers.get("Last-Event-ID")
     if last_id is not None and not last_id.isdigit():
         raise BadRequest("Last-Event-ID: a cursor is required")

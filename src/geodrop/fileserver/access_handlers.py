@@ -23,7 +23,7 @@ def _client_location(server: FileServer, request: web.Request) -> Location:
 
 
 def _user(server: FileServer, request: web.Request) -> str:
-    return authenticated_user(request, server.config.keys.user_token)
+    return authenticated_user(request, server.config.keys)
 
 
 async def negotiate_upload(request: web.Request) -> web.Response:

@@ -17,9 +17,11 @@ from geodrop.fileserver.links import LinkMeters
 from geodrop.geo.locator import Locator
 from geodrop.metadata.sqlite import SqliteTransferStore
 from geodrop.storage.localfs import LocalBlobStore
+from geodrop.web.auth import authenticated_user
 from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
 from geodrop.web.peerclient import PeerClient
+from geodrop.web.ratelimit_middleware import ratelimit_middleware
 from geodrop.web.serve import serve
 
 logger = logging.getLogger(__name__)
@@ -42,14 +44,32 @@ def build_file_server(config: ClusterConfig, region_name: str) -> FileServer:
         transfers=SqliteTransferStore(region.metadata.path),
         meters=LinkMeters(region.links),
         locator=Locator(config.geo),
-        peers=PeerClient(f"region:{region.name}", config.keys.peer.encode()),
+        peers=PeerClient(
+            f"region:{region.name}",
+            config.keys.peer.encode(),
+            ssl_context=config.tls.client_context() if config.tls else None,
+        ),
     )
 
 
 def build_app(server: FileServer) -> web.Application:
     """The aiohttp application serving the access unit and the links."""
+    config = server.config
+    # The rate limit sits inside the errors middleware, which turns its 429 into JSON
+    # (and inside the tus header middleware, so a throttled tus request still says its version).
+    limit_rate = ratelimit_middleware(
+        config.limits,
+        config.geo.trusted_proxies,
+        partial(authenticated_user, keys=config.keys),
+    )
     app = web.Application(
-        middlewares=[tus_handlers.tus_resumable_header, errors_middleware],
+        middlewares=[
+            tus_handlers.tus_resumable_header,
+            # Outside the errors middleware, so refusals under /blobs carry them too.
+            blob_handlers.served_content_headers,
+            errors_middleware,
+            limit_rate,
+        ],
         client_max_size=64 * 1024,
     )
     app[FILE_SERVER] = server
@@ -115,6 +135,12 @@ def listen_addresses(server: FileServer) -> list[ListenAddress]:
 
 
 async def run_file_server(config: ClusterConfig, region_name: str) -> None:
-    """Serve one region until SIGINT or SIGTERM."""
+    """Serve one region until SIGINT or SIGTERM (HTTPS on every address when ``tls`` is set)."""
+    ssl_context = config.tls.server_context() if config.tls else None
     server = build_file_server(config, region_name)
-    await serve(build_app(server), listen_addresses(server), f"fileserver {region_name}")
+    await serve(
+        build_app(server),
+        listen_addresses(server),
+        f"fileserver {region_name}",
+        ssl_context=ssl_context,
+    )

@@ -1,4 +1,4 @@
-"""The file server's background work: heartbeats, inbox announcements, expiry."""
+"""The file server's background work: heartbeats, inbox changes, expiry."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ from dataclasses import asdict
 from typing import Final
 
 from geodrop.errors import GeodropError
+from geodrop.fileserver import retention
 from geodrop.fileserver.context import FileServer
-from geodrop.fileserver.uploads import terminate
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_PATH: Final = "/v1/peer/heartbeat"
 INBOX_PATH: Final = "/v1/peer/inbox"
+INBOX_REMOVE_PATH: Final = "/v1/peer/inbox/remove"
 ANNOUNCE_RETRY_SECONDS: Final = 2.0
+# How often the directory is told what may have been missed; limits.sweep_interval_seconds
+# (same default) says how often expired transfers are looked for.
 SWEEP_SECONDS: Final = 30.0
 
 
@@ -70,16 +73,43 @@ async def announce_pending(server: FileServer) -> int:
     return done
 
 
-async def announcements(server: FileServer) -> None:
-    """Deliver inbox entries as uploads complete; retry until the directory has them all.
+async def withdraw_pending(server: FileServer) -> int:
+    """Have the directory remove every inbox entry of each retired file not yet withdrawn.
 
-    Completion is recorded durably before the client is answered, so an entry
-    survives a crash of this process or an outage of the directory.
+    Returns:
+        How many files' entries the directory acknowledged removing.
+    """
+    url = server.config.directory.url + INBOX_REMOVE_PATH
+    done = 0
+    for file_id in await server.transfers.pending_inbox_removals():
+        await server.peers.call("POST", url, {"file_id": file_id})
+        await server.transfers.mark_inbox_removed(file_id)
+        done += 1
+    return done
+
+
+async def tell_directory(server: FileServer) -> int:
+    """Send the directory every pending inbox change: new entries, then removals.
+
+    In that order, from this one loop: a removal queued while an entry of the same file
+    was being announced is sent after it, so no entry outlives its file.
+
+    Returns:
+        How many changes the directory acknowledged.
+    """
+    return await announce_pending(server) + await withdraw_pending(server)
+
+
+async def announcements(server: FileServer) -> None:
+    """Deliver inbox changes as uploads complete or files go; retry until the directory has all.
+
+    Completion and retirement are recorded durably before anything else is done, so a
+    change survives a crash of this process or an outage of the directory.
     """
     while True:
         server.announce_wakeup.clear()
         try:
-            await announce_pending(server)
+            await tell_directory(server)
             timeout = None
         except GeodropError as exc:
             logger.warning("inbox announcement failed, will retry: %s", exc.message)
@@ -91,7 +121,5 @@ async def announcements(server: FileServer) -> None:
 async def expiry(server: FileServer) -> None:
     """Delete, data and metadata, every transfer past its upload expiry or retention."""
     while True:
-        for transfer in await server.transfers.expired(time.time()):
-            await terminate(server, transfer)
-            logger.info("transfer %s expired and was deleted", transfer.id)
-        await asyncio.sleep(SWEEP_SECONDS)
+        await retention.sweep(server, time.time())
+        await asyncio.sleep(server.config.limits.sweep_interval_seconds)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from geodrop.errors import BadRequest, Conflict, Gone, NotFound
+from geodrop.fileserver import retention
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.routing import ask_owner, owner_of
 from geodrop.fileserver.transferurls import signed_url
@@ -63,16 +64,19 @@ async def visible_transfer(server: FileServer, file_id: str, user: str) -> Trans
     Raises:
         NotFound: no such file, or ``user`` is neither its sender nor a receiver
             (the same answer, so nobody learns that a file they may not see exists).
-        Gone: the file's retention ran out.
+        Gone: the file expired (deleted, or about to be), or had its maximum of downloads.
         Conflict: the upload is not complete yet.
     """
     transfer = await server.transfers.get(file_id)
-    if transfer is None or not transfer.may_access(user):
+    if transfer is None:
+        raise await retention.refusal_for_missing(server, file_id, user, "no such file")
+    if not transfer.may_access(user):
         raise NotFound("no such file")
     if transfer.expires_at < time.time():
         raise Gone("this file has expired")
     if transfer.state is not TransferState.COMPLETE:
         raise Conflict("this file is still being uploaded")
+    retention.check_downloads_left(server, transfer)
     return transfer
 
 

@@ -6,6 +6,7 @@ import time
 from typing import Any, Final
 
 from geodrop.errors import Gone, NotFound
+from geodrop.fileserver import retention
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.routing import ask_owner, owner_of
 from geodrop.fileserver.uploads import current_offset
@@ -20,10 +21,12 @@ async def local_status(server: FileServer, file_id: str, user: str) -> dict[str,
 
     Raises:
         NotFound: no such file, or ``user`` is neither its sender nor a receiver.
-        Gone: its retention ran out.
+        Gone: it expired (its sender and receivers are told so until its tombstone goes).
     """
     transfer = await server.transfers.get(file_id)
-    if transfer is None or not transfer.may_access(user):
+    if transfer is None:
+        raise await retention.refusal_for_missing(server, file_id, user, "no such file")
+    if not transfer.may_access(user):
         raise NotFound("no such file")
     if transfer.expires_at < time.time():
         raise Gone("this file has expired")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from geodrop.errors import BadRequest
+from geodrop.errors import BadRequest, PayloadTooLarge
 from geodrop.fileserver import uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.transferurls import arrival_link, signed_url, verified_grant
@@ -76,7 +76,7 @@ def _creation_request(server: FileServer, request: web.Request) -> uploads.Uploa
 async def create(request: web.Request) -> web.Response:
     """``POST /tus``: tus creation (and creation-with-upload), authenticated as the sender."""
     server = request.app[FILE_SERVER]
-    user = authenticated_user(request, server.config.keys.user_token)
+    user = authenticated_user(request, server.config.keys)
     upload_request = _creation_request(server, request)
     has_body = request.content_type == tus.OFFSET_CONTENT_TYPE
     if request.body_exists and not has_body:
@@ -91,7 +91,14 @@ async def create(request: web.Request) -> web.Response:
     if transfer.size == 0:
         transfer = await uploads.complete(server, transfer)
     elif has_body:
-        offset = await _receive(server, request, transfer, 0, url.link)
+        try:
+            offset = await _receive(server, request, transfer, 0, url.link)
+        except PayloadTooLarge:
+            # A body that ran past Upload-Length (chunked, or a longer Content-Length): the
+            # client never learns the upload's URL, so its data and metadata go at once
+            # rather than hold quota until expiry (a tombstone stays, as for any termination).
+            await uploads.terminate(server, transfer)
+            raise
     return web.Response(
         status=201,
         headers={"Location": url.url, **_progress_headers(transfer, offset)},
@@ -104,7 +111,7 @@ async def head(request: web.Request) -> web.Response:
     upload_id, _ = _authorized_upload(server, request)
     tus.check_tus_resumable(request.headers.get("Tus-Resumable"))
     transfer = await uploads.find_upload(server, upload_id)
-    offset = await uploads.current_offset(server, transfer)
+    transfer, offset = await uploads.settled_offset(server, transfer)
     headers = _progress_headers(transfer, offset)
     if transfer.tus_metadata:
         headers["Upload-Metadata"] = tus.encode_metadata(transfer.tus_metadata)

@@ -37,9 +37,31 @@ class Transfer:
     completed_at: float | None = None
     content_type: str = "application/octet-stream"
     tus_metadata: Mapping[str, str] = field(default_factory=dict)
+    # Complete downloads by receivers, counted for limits.max_downloads.
+    downloads: int = 0
 
     def may_access(self, user: str) -> bool:
         """Whether ``user`` may see this transfer at all (its sender or a receiver)."""
+        return user == self.sender or user in self.receivers
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """What is left of a transfer once it expired or was deleted, for a bounded time.
+
+    Enough to tell its sender and receivers "expired" (410) rather than "not found",
+    and nothing about the file itself: no name, size or digest. ``created_at`` stays so
+    that deleting an upload never gives back a slot of the sender's uploads a day.
+    """
+
+    id: str
+    sender: str
+    receivers: tuple[str, ...]
+    created_at: float
+    expired_at: float
+
+    def may_access(self, user: str) -> bool:
+        """Whether ``user`` was the transfer's sender or one of its receivers."""
         return user == self.sender or user in self.receivers
 
 
@@ -59,6 +81,9 @@ class Usage:
 
     bytes_held: int
     uploads_since: int
+    # When the oldest upload counted in ``uploads_since`` was created (None: none was):
+    # once it leaves the window, the count drops by one.
+    oldest_since: float | None = None
 
 
 class TransferStore(ABC):
@@ -95,16 +120,70 @@ class TransferStore(ABC):
         """The receiver's inbox now holds the entry."""
 
     @abstractmethod
-    async def mark_received(self, transfer_id: str, receiver: str, now: float) -> None:
-        """The receiver has downloaded the whole file."""
+    async def mark_received(
+        self,
+        transfer_id: str,
+        receiver: str,
+        now: float,
+        *,
+        grace_seconds: float,
+        max_downloads: int = 0,
+    ) -> Transfer | None:
+        """The receiver has downloaded the whole file: count the download, note the first time.
+
+        Once every receiver has the file, or ``max_downloads`` complete downloads were
+        counted (0: no limit), ``expires_at`` becomes at most ``now + grace_seconds``;
+        it never moves later. A user who is not a receiver changes nothing.
+
+        Returns:
+            The transfer as it now stands, or None if there is no such transfer.
+        """
 
     @abstractmethod
     async def expired(self, now: float, limit: int = 100) -> list[Transfer]:
         """Transfers whose upload expiry or retention has passed."""
 
     @abstractmethod
+    async def retire(self, transfer_id: str, now: float) -> Tombstone | None:
+        """Replace a transfer by its tombstone, in one transaction.
+
+        Its deliveries go too; if it was complete, removing its receivers' inbox
+        entries is queued (see :meth:`pending_inbox_removals`), since an announcement
+        may be on its way. Call it once the transfer's data is deleted.
+
+        Returns:
+            The tombstone (the existing one if the transfer was already retired), or
+            None if there is no such transfer.
+        """
+
+    @abstractmethod
+    async def tombstone(self, transfer_id: str) -> Tombstone | None:
+        """The tombstone of a retired transfer, or None."""
+
+    @abstractmethod
+    async def pending_inbox_removals(self, limit: int = 100) -> list[str]:
+        """Ids of retired files whose inbox entries the directory has not yet removed."""
+
+    @abstractmethod
+    async def mark_inbox_removed(self, transfer_id: str) -> None:
+        """The directory has removed every inbox entry of the retired file."""
+
+    @abstractmethod
+    async def forget_tombstones(self, expired_before: float, limit: int = 1000) -> int:
+        """Delete tombstones of transfers retired before ``expired_before``.
+
+        A tombstone whose inbox removal is still pending is kept until it is done.
+
+        Returns:
+            How many were deleted.
+        """
+
+    @abstractmethod
     async def usage(self, sender: str, since: float) -> Usage:
-        """Bytes the sender's transfers hold (or will), and uploads created since ``since``."""
+        """Bytes the sender's transfers hold (or will), and uploads created since ``since``.
+
+        Retired transfers hold no bytes, but their tombstones still count as uploads.
+        """
 
     @abstractmethod
     def upload_lock(self, transfer_id: str) -> AbstractAsyncContextManager[None]:

@@ -3,24 +3,32 @@
 One connection per store, used from one worker thread so the event loop never
 waits on disk; WAL with ``synchronous=FULL`` so that a transaction that
 returned is on disk: nothing acknowledged is lost.
+
+Schemas are versioned: a database records its version in ``PRAGMA user_version``
+and is upgraded in place, one migration at a time, when a store opens it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
-from geodrop.errors import Locked
+from geodrop.errors import ConfigError, Locked
 from geodrop.metadata.base import (
     Delivery,
     InboxEntry,
     InboxStore,
+    Tombstone,
     Transfer,
     TransferState,
     TransferStore,
@@ -30,60 +38,146 @@ from geodrop.metadata.base import (
 T = TypeVar("T")
 
 LOCK_WAIT_SECONDS: Final = 5.0
+# At most this many calls share one transaction (group commit, see _Database).
+MAX_BATCH: Final = 64
 
-_TRANSFER_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS transfers (
-    id TEXT PRIMARY KEY,
-    sender TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    completed_at REAL,
-    content_type TEXT NOT NULL,
-    tus_metadata TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    transfer_id TEXT NOT NULL REFERENCES transfers(id) ON DELETE CASCADE,
-    receiver TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    announced INTEGER NOT NULL DEFAULT 0,
-    received_at REAL,
-    PRIMARY KEY (transfer_id, receiver)
-);
-CREATE INDEX IF NOT EXISTS transfers_expiry ON transfers(expires_at);
-CREATE INDEX IF NOT EXISTS transfers_sender ON transfers(sender, created_at);
-CREATE INDEX IF NOT EXISTS deliveries_unannounced ON deliveries(announced, transfer_id);
-"""
+# A migration is the statements that upgrade a database from the version before it.
+# Version 0 is a new database, or one made before versions were recorded (which has
+# version 1's tables: hence IF NOT EXISTS there). Never change a released migration;
+# add the next one.
+Migration = tuple[str, ...]
 
-_INBOX_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS inbox (
-    cursor INTEGER PRIMARY KEY AUTOINCREMENT,
-    receiver TEXT NOT NULL,
-    file_id TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    region TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    UNIQUE (file_id, receiver)
-);
-CREATE INDEX IF NOT EXISTS inbox_receiver ON inbox(receiver, cursor);
-"""
+_TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
+    # 1: transfers and their deliveries.
+    (
+        """CREATE TABLE IF NOT EXISTS transfers (
+            id TEXT PRIMARY KEY,
+            sender TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            state TEXT NOT NULL,
+            completed_at REAL,
+            content_type TEXT NOT NULL,
+            tus_metadata TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS deliveries (
+            transfer_id TEXT NOT NULL REFERENCES transfers(id) ON DELETE CASCADE,
+            receiver TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            announced INTEGER NOT NULL DEFAULT 0,
+            received_at REAL,
+            PRIMARY KEY (transfer_id, receiver)
+        )""",
+        "CREATE INDEX IF NOT EXISTS transfers_expiry ON transfers(expires_at)",
+        "CREATE INDEX IF NOT EXISTS transfers_sender ON transfers(sender, created_at)",
+        "CREATE INDEX IF NOT EXISTS deliveries_unannounced ON deliveries(announced, transfer_id)",
+    ),
+    # 2: retention: complete downloads counted, and tombstones of retired transfers
+    # (who sent to whom and when, nothing about the file).
+    (
+        "ALTER TABLE transfers ADD COLUMN downloads INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE tombstones (
+            id TEXT PRIMARY KEY,
+            sender TEXT NOT NULL,
+            receivers TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expired_at REAL NOT NULL,
+            inbox_pending INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX tombstones_expired ON tombstones(expired_at)",
+        "CREATE INDEX tombstones_sender ON tombstones(sender, created_at)",
+        "CREATE INDEX tombstones_inbox_pending ON tombstones(inbox_pending)",
+    ),
+)
+
+_INBOX_MIGRATIONS: Final[tuple[Migration, ...]] = (
+    # 1: the inboxes.
+    (
+        """CREATE TABLE IF NOT EXISTS inbox (
+            cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            region TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (file_id, receiver)
+        )""",
+        "CREATE INDEX IF NOT EXISTS inbox_receiver ON inbox(receiver, cursor)",
+    ),
+)
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    """The schema version a database records (0: none)."""
+    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(connection: sqlite3.Connection, path: Path, migrations: tuple[Migration, ...]) -> None:
+    """Upgrade the database to the last of ``migrations``, one transaction per step.
+
+    Each step re-reads the version under the write lock, so processes opening the same
+    database at once never run a step twice; a step that fails leaves the version before.
+
+    Raises:
+        ConfigError: the database is of a newer version than this geodrop knows.
+    """
+    latest = len(migrations)
+    while True:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            version = schema_version(connection)
+            if version > latest:
+                raise ConfigError(
+                    f"{path}: metadata schema version {version} is newer than this geodrop"
+                    f" knows ({latest}); upgrade geodrop or use another database"
+                )
+            if version == latest:
+                connection.execute("COMMIT")
+                return
+            for statement in migrations[version]:
+                connection.execute(statement)
+            # PRAGMA takes no parameters; the version is an int of ours.
+            connection.execute(f"PRAGMA user_version = {version + 1:d}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+
+@dataclass(slots=True)
+class _Call:
+    work: Callable[[sqlite3.Connection], Any]
+    future: concurrent.futures.Future[Any]
 
 
 class _Database:
-    """One SQLite connection, driven from a single worker thread."""
+    """One SQLite connection, driven from a single worker thread.
 
-    def __init__(self, path: Path, schema: str) -> None:
+    Group commit: calls that arrive while the thread is busy (mostly waiting for the
+    disk to confirm the last commit) run together in the next transaction, each in a
+    savepoint of its own, and are answered once that one commit is durable. Under
+    concurrent load one fsync then serves many calls instead of one each (A/B with
+    bench/: +7% upload negotiations a second, +9% small-file transactions a second at
+    9% less server CPU each). A call that raises is rolled back to its savepoint alone,
+    as if it had run by itself; if the shared transaction itself fails, every call of
+    the batch is run again alone, each in its own transaction, exactly as without
+    batching. A lone call runs as it always did.
+    """
+
+    def __init__(self, path: Path, migrations: tuple[Migration, ...]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._path = path
-        self._schema = schema
+        self._migrations = migrations
         self._connection: sqlite3.Connection | None = None
+        self._pending: collections.deque[_Call] = collections.deque()
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -92,24 +186,91 @@ class _Database:
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA busy_timeout=5000")
-        connection.executescript(self._schema)
+        try:
+            migrate(connection, self._path, self._migrations)
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
+    def _connected(self) -> sqlite3.Connection:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._connection is None:
-                self._connection = self._connect()
-            connection = self._connection
+        """Run ``work`` in a transaction of the worker thread; its result once committed."""
+        call = _Call(work, concurrent.futures.Future())
+        self._pending.append(call)
+        # One drain per call: a drain that finds its call already taken by an earlier
+        # batch returns at once.
+        self._executor.submit(self._drain)
+        result: T = await asyncio.wrap_future(call.future)
+        return result
+
+    def _drain(self) -> None:
+        calls: list[_Call] = []
+        while self._pending and len(calls) < MAX_BATCH:
+            call = self._pending.popleft()
+            if call.future.set_running_or_notify_cancel():
+                calls.append(call)
+        if len(calls) == 1:
+            self._run_alone(calls[0])
+        elif calls:
+            self._run_batch(calls)
+
+    def _run_alone(self, call: _Call) -> None:
+        try:
+            connection = self._connected()
             connection.execute("BEGIN IMMEDIATE")
             try:
-                result = work(connection)
+                result = call.work(connection)
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
-            return result
+        except BaseException as exc:
+            call.future.set_exception(exc)
+        else:
+            call.future.set_result(result)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+    def _run_batch(self, calls: list[_Call]) -> None:
+        try:
+            connection = self._connected()
+            connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            # Each call alone would have met the same failure; let each meet its own.
+            for call in calls:
+                self._run_alone(call)
+            return
+        outcomes: list[tuple[_Call, Any, BaseException | None]] = []
+        try:
+            for call in calls:
+                connection.execute("SAVEPOINT call")
+                try:
+                    result = call.work(connection)
+                except Exception as exc:
+                    connection.execute("ROLLBACK TO call")
+                    connection.execute("RELEASE call")
+                    outcomes.append((call, None, exc))
+                else:
+                    connection.execute("RELEASE call")
+                    outcomes.append((call, result, None))
+            connection.execute("COMMIT")
+        except BaseException:
+            # The shared transaction failed (I/O error, a rolled-back savepoint, …):
+            # nothing of it was kept, so every call runs again on its own.
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            for call in calls:
+                self._run_alone(call)
+            return
+        for call, result, error in outcomes:
+            if error is None:
+                call.future.set_result(result)
+            else:
+                call.future.set_exception(error)
 
     async def close(self) -> None:
         def close() -> None:
@@ -135,7 +296,23 @@ def _transfer(row: sqlite3.Row, receivers: list[str]) -> Transfer:
         completed_at=row["completed_at"],
         content_type=row["content_type"],
         tus_metadata=json.loads(row["tus_metadata"]),
+        downloads=row["downloads"],
     )
+
+
+def _tombstone(row: sqlite3.Row) -> Tombstone:
+    return Tombstone(
+        id=row["id"],
+        sender=row["sender"],
+        receivers=tuple(json.loads(row["receivers"])),
+        created_at=row["created_at"],
+        expired_at=row["expired_at"],
+    )
+
+
+def _load_tombstone(connection: sqlite3.Connection, transfer_id: str) -> Tombstone | None:
+    row = connection.execute("SELECT * FROM tombstones WHERE id = ?", (transfer_id,)).fetchone()
+    return None if row is None else _tombstone(row)
 
 
 def _load(connection: sqlite3.Connection, transfer_id: str) -> Transfer | None:
@@ -156,7 +333,7 @@ class SqliteTransferStore(TransferStore):
     """A region's transfers in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._db = _Database(path, _TRANSFER_SCHEMA)
+        self._db = _Database(path, _TRANSFER_MIGRATIONS)
         # One process owns an SQLite region, so its upload locks live here.
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}  # holders and waiters of each lock
@@ -249,14 +426,41 @@ class SqliteTransferStore(TransferStore):
             )
         )
 
-    async def mark_received(self, transfer_id: str, receiver: str, now: float) -> None:
-        await self._db.run(
-            lambda c: c.execute(
+    async def mark_received(
+        self,
+        transfer_id: str,
+        receiver: str,
+        now: float,
+        *,
+        grace_seconds: float,
+        max_downloads: int = 0,
+    ) -> Transfer | None:
+        def update(c: sqlite3.Connection) -> Transfer | None:
+            received = c.execute(
                 "UPDATE deliveries SET received_at = COALESCE(received_at, ?)"
                 " WHERE transfer_id = ? AND receiver = ?",
                 (now, transfer_id, receiver),
             )
-        )
+            if received.rowcount:
+                c.execute(
+                    "UPDATE transfers SET downloads = downloads + 1 WHERE id = ?", (transfer_id,)
+                )
+            transfer = _load(c, transfer_id)
+            if transfer is None or not received.rowcount:
+                return transfer
+            waiting = c.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE transfer_id = ? AND received_at IS NULL",
+                (transfer_id,),
+            ).fetchone()[0]
+            if waiting == 0 or 0 < max_downloads <= transfer.downloads:
+                c.execute(
+                    "UPDATE transfers SET expires_at = MIN(expires_at, ?) WHERE id = ?",
+                    (now + grace_seconds, transfer_id),
+                )
+                transfer = _load(c, transfer_id)
+            return transfer
+
+        return await self._db.run(update)
 
     async def expired(self, now: float, limit: int = 100) -> list[Transfer]:
         def select(c: sqlite3.Connection) -> list[Transfer]:
@@ -270,15 +474,73 @@ class SqliteTransferStore(TransferStore):
 
         return await self._db.run(select)
 
+    async def retire(self, transfer_id: str, now: float) -> Tombstone | None:
+        def bury(c: sqlite3.Connection) -> Tombstone | None:
+            transfer = _load(c, transfer_id)
+            if transfer is None:
+                return _load_tombstone(c, transfer_id)
+            c.execute(
+                "INSERT OR REPLACE INTO tombstones"
+                " (id, sender, receivers, created_at, expired_at, inbox_pending)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    transfer.id,
+                    transfer.sender,
+                    json.dumps(list(transfer.receivers)),
+                    transfer.created_at,
+                    now,
+                    # Even an entry not yet marked announced may be on its way.
+                    int(transfer.state is TransferState.COMPLETE),
+                ),
+            )
+            c.execute("DELETE FROM transfers WHERE id = ?", (transfer_id,))
+            return _load_tombstone(c, transfer_id)
+
+        return await self._db.run(bury)
+
+    async def tombstone(self, transfer_id: str) -> Tombstone | None:
+        return await self._db.run(lambda c: _load_tombstone(c, transfer_id))
+
+    async def pending_inbox_removals(self, limit: int = 100) -> list[str]:
+        def select(c: sqlite3.Connection) -> list[str]:
+            rows = c.execute(
+                "SELECT id FROM tombstones WHERE inbox_pending = 1 ORDER BY expired_at LIMIT ?",
+                (limit,),
+            )
+            return [r["id"] for r in rows]
+
+        return await self._db.run(select)
+
+    async def mark_inbox_removed(self, transfer_id: str) -> None:
+        await self._db.run(
+            lambda c: c.execute(
+                "UPDATE tombstones SET inbox_pending = 0 WHERE id = ?", (transfer_id,)
+            )
+        )
+
+    async def forget_tombstones(self, expired_before: float, limit: int = 1000) -> int:
+        def delete(c: sqlite3.Connection) -> int:
+            deleted = c.execute(
+                "DELETE FROM tombstones WHERE id IN (SELECT id FROM tombstones"
+                " WHERE expired_at < ? AND inbox_pending = 0 LIMIT ?)",
+                (expired_before, limit),
+            )
+            return deleted.rowcount
+
+        return await self._db.run(delete)
+
     async def usage(self, sender: str, since: float) -> Usage:
         def select(c: sqlite3.Connection) -> Usage:
+            # Tombstones hold no bytes but still count as uploads of their day.
             row = c.execute(
                 "SELECT COALESCE(SUM(size), 0) AS held,"
-                " COALESCE(SUM(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), 0) AS recent"
-                " FROM transfers WHERE sender = ?",
-                (since, sender),
+                " COALESCE(SUM(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), 0) AS recent,"
+                " MIN(CASE WHEN created_at >= ? THEN created_at END) AS oldest"
+                " FROM (SELECT size, created_at FROM transfers WHERE sender = ?"
+                " UNION ALL SELECT 0, created_at FROM tombstones WHERE sender = ?)",
+                (since, since, sender, sender),
             ).fetchone()
-            return Usage(int(row["held"]), int(row["recent"]))
+            return Usage(int(row["held"]), int(row["recent"]), row["oldest"])
 
         return await self._db.run(select)
 
@@ -326,7 +588,7 @@ class SqliteInboxStore(InboxStore):
     """The directory's inboxes in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._db = _Database(path, _INBOX_SCHEMA)
+        self._db = _Database(path, _INBOX_MIGRATIONS)
 
     async def add(self, entry: InboxEntry) -> InboxEntry:
         def insert(c: sqlite3.Connection) -> InboxEntry:

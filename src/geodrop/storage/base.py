@@ -22,7 +22,11 @@ class UploadWriter(ABC):
 
     @abstractmethod
     async def write(self, data: bytes) -> None:
-        """Append ``data``; ``offset`` advances by its length."""
+        """Append ``data``; ``offset`` advances by its length.
+
+        Raises:
+            InsufficientStorage: storage is full; ``offset`` counts what was kept.
+        """
 
     @abstractmethod
     async def rollback(self, offset: int) -> None:
@@ -52,7 +56,11 @@ class BlobStore(ABC):
 
     @abstractmethod
     async def create_upload(self, upload_id: str) -> None:
-        """Make an empty upload area for ``upload_id``."""
+        """Make an empty upload area for ``upload_id``.
+
+        Raises:
+            InsufficientStorage: storage is full.
+        """
 
     @abstractmethod
     async def upload_offset(self, upload_id: str) -> int:
@@ -77,7 +85,11 @@ class BlobStore(ABC):
 
     @abstractmethod
     async def commit(self, upload_id: str) -> None:
-        """Make the upload durable and visible as the file of the same id, atomically."""
+        """Make the upload durable and visible as the file of the same id, atomically.
+
+        Raises:
+            InsufficientStorage: storage is full; the upload stays whole, uncommitted.
+        """
 
     @abstractmethod
     async def open_file(self, file_id: str) -> StoredBlob:

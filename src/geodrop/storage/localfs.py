@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from geodrop.errors import NotFound, OffsetMismatch
+from geodrop.errors import InsufficientStorage, NotFound, OffsetMismatch
 from geodrop.storage.base import BlobStore, StoredBlob, UploadWriter
 from geodrop.storage.paths import StoragePaths
 
 _READ_CHUNK: Final = 1024 * 1024
+# A full file system, or the storage user's disk quota reached: the region is full (507).
+_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextmanager
+def _full_is_insufficient_storage() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL_ERRNOS:
+            raise InsufficientStorage(
+                "this region's storage is full; what was stored is kept, retry later"
+            ) from None
+        raise
 
 
 class _LocalWriter(UploadWriter):
@@ -28,10 +43,14 @@ class _LocalWriter(UploadWriter):
         # (DESIGN.md §5): writing a received chunk into the page cache inline
         # was 35-40% faster than a thread hop per chunk. No fsync here.
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self.offset += len(data)
+        try:
+            with _full_is_insufficient_storage():
+                while view:
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+        finally:
+            # What was written stays, a short write's prefix included: it is the offset.
+            self.offset += len(data) - len(view)
 
     async def rollback(self, offset: int) -> None:
         def truncate() -> None:
@@ -78,9 +97,10 @@ class LocalBlobStore(BlobStore):
         path = self.paths.upload(upload_id)
 
         def create() -> None:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.close(fd)
-            _fsync_dir(path.parent)
+            with _full_is_insufficient_storage():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(fd)
+                _fsync_dir(path.parent)
 
         await asyncio.to_thread(create)
 
@@ -129,16 +149,19 @@ class LocalBlobStore(BlobStore):
         target = self.paths.file(upload_id)
 
         def commit() -> None:
-            fd = os.open(source, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # rename is atomic within one file system: the file appears whole or not at all.
-            os.replace(source, target)
-            _fsync_dir(target.parent)
-            _fsync_dir(source.parent)
+            # Out of space here (a new fan-out folder, delayed allocation at fsync), the
+            # upload stays whole in its area and is committed when next asked.
+            with _full_is_insufficient_storage():
+                fd = os.open(source, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # rename is atomic within one file system: the file appears whole or not at all.
+                os.replace(source, target)
+                _fsync_dir(target.parent)
+                _fsync_dir(source.parent)
 
         await asyncio.to_thread(commit)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from typing import Any
 
@@ -14,17 +15,35 @@ from geodrop.protocol import peerauth
 
 
 class PeerClient:
-    """Sends JSON requests to other geodrop servers, signed as ``name``."""
+    """Sends JSON requests to other geodrop servers, signed as ``name``.
 
-    def __init__(self, name: str, key: bytes, *, timeout_seconds: float = 10.0) -> None:
+    Args:
+        name: who this server is to its peers (``region:north``).
+        key: the cluster's peer key.
+        timeout_seconds: how long one request may take.
+        ssl_context: how peers' HTTPS certificates are verified (the cluster's
+            ``tls.ca_file``); None verifies against the system's authorities.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        key: bytes,
+        *,
+        timeout_seconds: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._name = name
         self._key = key
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._ssl: ssl.SSLContext | bool = True if ssl_context is None else ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            # Never ssl=False: a peer whose certificate does not verify is unreachable.
+            connector = aiohttp.TCPConnector(ssl=self._ssl)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
     async def call(self, method: str, url: str, payload: Any | None = None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -14,8 +15,21 @@ from geodrop.config import ListenAddress
 logger = logging.getLogger(__name__)
 
 
-async def serve(app: web.Application, addresses: Sequence[ListenAddress], name: str) -> None:
-    """Serve ``app`` on every address until SIGINT or SIGTERM, then shut down cleanly."""
+async def serve(
+    app: web.Application,
+    addresses: Sequence[ListenAddress],
+    name: str,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Serve ``app`` on every address until SIGINT or SIGTERM, then shut down cleanly.
+
+    Args:
+        app: the application.
+        addresses: where to listen; every one serves the same application.
+        name: the server's name in logs and in the ``ready`` line.
+        ssl_context: serve HTTPS with this context on every address (plain HTTP if None).
+    """
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     stop = asyncio.Event()
@@ -24,9 +38,16 @@ async def serve(app: web.Application, addresses: Sequence[ListenAddress], name: 
         loop.add_signal_handler(sig, stop.set)
     try:
         for address in addresses:
-            site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
+            site = web.TCPSite(
+                runner, address.host, address.port, reuse_address=True, ssl_context=ssl_context
+            )
             await site.start()
-        logger.info("%s listening on %s", name, ", ".join(str(a) for a in addresses))
+        logger.info(
+            "%s listening on %s (%s)",
+            name,
+            ", ".join(str(a) for a in addresses),
+            "https" if ssl_context else "http",
+        )
         print(f"{name} ready", flush=True)
         await stop.wait()
         logger.info("%s stopping", name)

@@ -194,6 +194,12 @@ def test_cr_lf_are_encoded() -> None:
     assert "%0D%0A" in encoded
 
 
+def test_directory_parts_never_reach_the_fallback() -> None:
+    fallback, encoded = disposition_parts("../../etc/passwd")
+    assert fallback == ".._.._etc_passwd"
+    assert encoded == "..%2F..%2Fetc%2Fpasswd"
+
+
 @given(st.text(max_size=300))
 def test_any_name_gives_a_safe_header_that_decodes_to_the_name(filename: str) -> None:
     value = content_disposition(filename)
@@ -201,6 +207,7 @@ def test_any_name_gives_a_safe_header_that_decodes_to_the_name(filename: str) ->
     assert all(32 <= ord(ch) < 127 for ch in value)
     fallback, encoded = disposition_parts(filename)
     assert len(fallback) == len(filename)
+    assert "/" not in fallback
     assert unquote(encoded, errors="strict") == filename
 
 

@@ -20,6 +20,7 @@ from geodrop.metadata.base import (
     Delivery,
     InboxEntry,
     InboxStore,
+    Tombstone,
     Transfer,
     TransferState,
     TransferStore,
@@ -199,9 +200,9 @@ async def test_unannounced_limit(transfer_store: TransferStore) -> None:
 async def test_mark_received_keeps_the_first_time(transfer_store: TransferStore) -> None:
     await transfer_store.create(transfer())
     await transfer_store.complete(ID, SHA, NOW, NOW + 100)
-    await transfer_store.mark_received(ID, "carol", NOW + 5)
-    await transfer_store.mark_received(ID, "carol", NOW + 50)
-    await transfer_store.mark_received(ID, "mallory", NOW + 5)
+    await transfer_store.mark_received(ID, "carol", NOW + 5, grace_seconds=10)
+    await transfer_store.mark_received(ID, "carol", NOW + 50, grace_seconds=10)
+    await transfer_store.mark_received(ID, "mallory", NOW + 5, grace_seconds=10)
     deliveries = {d.receiver: d for d in await transfer_store.deliveries(ID)}
     assert set(deliveries) == {"bob", "carol"}
     assert deliveries["carol"].received_at == NOW + 5
@@ -250,9 +251,11 @@ async def test_data_survives_close_and_reopen(open_transfer_store: TransferOpene
     store = open_transfer_store()
     await store.create(transfer(ID))
     await store.create(transfer(ID2))
-    done = await store.complete(ID, SHA, NOW, NOW + 100)
+    await store.complete(ID, SHA, NOW, NOW + 100)
     await store.mark_announced(ID, "bob")
-    await store.mark_received(ID, "bob", NOW + 1)
+    done = await store.mark_received(ID, "bob", NOW + 1, grace_seconds=10)
+    await store.create(transfer(ID3))
+    await store.retire(ID3, NOW + 2)
     await store.close()
 
     reopened = open_transfer_store()
@@ -264,6 +267,9 @@ async def test_data_survives_close_and_reopen(open_transfer_store: TransferOpene
             Delivery(ID, "carol", announced=False, received_at=None),
         ]
         assert pairs(await reopened.unannounced()) == {(ID, "carol")}
+        assert await reopened.tombstone(ID3) == Tombstone(
+            ID3, "alice", ("bob", "carol"), NOW, NOW + 2
+        )
     finally:
         await reopened.close()
 
@@ -472,5 +478,137 @@ async def test_usage_counts_bytes_held_and_recent_uploads(transfer_store: Transf
             )
         )
     usage = await transfer_store.usage("quota-user", since=150.0)
-    assert usage == Usage(bytes_held=60, uploads_since=2)
+    assert usage == Usage(bytes_held=60, uploads_since=2, oldest_since=200.0)
     assert await transfer_store.usage("nobody", since=0.0) == Usage(0, 0)
+
+
+# ---------------------------------------------------------------------------
+# Retention: downloads, delivery, tombstones
+
+
+async def test_mark_received_counts_downloads_and_waits_for_every_receiver(
+    transfer_store: TransferStore,
+) -> None:
+    await transfer_store.create(transfer())
+    await transfer_store.complete(ID, SHA, NOW, NOW + 1000)
+
+    first = await transfer_store.mark_received(ID, "bob", NOW + 5, grace_seconds=60)
+    assert first is not None
+    assert first.downloads == 1
+    assert first.expires_at == NOW + 1000  # carol has not got it yet
+    again = await transfer_store.mark_received(ID, "bob", NOW + 6, grace_seconds=60)
+    assert again is not None
+    assert again.downloads == 2
+    assert again.expires_at == NOW + 1000
+
+    last = await transfer_store.mark_received(ID, "carol", NOW + 10, grace_seconds=60)
+    assert last is not None
+    assert last.downloads == 3
+    assert last.expires_at == NOW + 70  # every receiver has it: gone after the grace
+    assert await transfer_store.get(ID) == last
+    # A later download never moves the end later again.
+    later = await transfer_store.mark_received(ID, "bob", NOW + 20, grace_seconds=60)
+    assert later is not None
+    assert later.expires_at == NOW + 70
+
+
+async def test_grace_never_extends_retention(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(receivers=("bob",)))
+    await transfer_store.complete(ID, SHA, NOW, NOW + 100)
+    done = await transfer_store.mark_received(ID, "bob", NOW + 90, grace_seconds=3600)
+    assert done is not None
+    assert done.expires_at == NOW + 100
+
+
+async def test_non_receivers_change_nothing(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(receivers=("bob",)))
+    before = await transfer_store.complete(ID, SHA, NOW, NOW + 100)
+    after = await transfer_store.mark_received(
+        ID, "alice", NOW + 1, grace_seconds=0, max_downloads=1
+    )
+    assert after == before
+    assert after is not None
+    assert after.downloads == 0
+    assert await transfer_store.mark_received(ID2, "bob", NOW, grace_seconds=0) is None
+
+
+async def test_max_downloads_brings_the_end_forward(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer())
+    await transfer_store.complete(ID, SHA, NOW, NOW + 1000)
+    first = await transfer_store.mark_received(ID, "bob", NOW + 1, grace_seconds=5, max_downloads=2)
+    assert first is not None
+    assert first.expires_at == NOW + 1000
+    second = await transfer_store.mark_received(
+        ID, "bob", NOW + 2, grace_seconds=5, max_downloads=2
+    )
+    assert second is not None
+    assert second.downloads == 2
+    assert second.expires_at == NOW + 7  # carol never downloaded, but the limit is reached
+
+
+async def test_retire_leaves_only_a_tombstone(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(ID, receivers=("bob", "carol")))
+    await transfer_store.complete(ID, SHA, NOW + 1, NOW + 100)
+    await transfer_store.mark_announced(ID, "bob")
+
+    tombstone = await transfer_store.retire(ID, NOW + 200)
+
+    assert tombstone == Tombstone(ID, "alice", ("bob", "carol"), NOW, NOW + 200)
+    assert await transfer_store.tombstone(ID) == tombstone
+    assert await transfer_store.get(ID) is None
+    assert await transfer_store.deliveries(ID) == []
+    assert await transfer_store.expired(NOW + 10_000) == []
+    assert await transfer_store.unannounced() == []
+    assert tombstone is not None
+    assert tombstone.may_access("alice")
+    assert tombstone.may_access("carol")
+    assert not tombstone.may_access("mallory")
+    # Retiring again keeps the first tombstone; an unknown id has none.
+    assert await transfer_store.retire(ID, NOW + 300) == tombstone
+    assert await transfer_store.retire(ID2, NOW) is None
+    assert await transfer_store.tombstone(ID2) is None
+
+
+async def test_retired_complete_files_queue_inbox_removal(transfer_store: TransferStore) -> None:
+    await transfer_store.create(transfer(ID))
+    await transfer_store.complete(ID, SHA, NOW, NOW + 100)
+    await transfer_store.create(transfer(ID2))  # never completed: never announced
+    await transfer_store.retire(ID, NOW + 1)
+    await transfer_store.retire(ID2, NOW + 1)
+
+    assert await transfer_store.pending_inbox_removals() == [ID]
+    await transfer_store.mark_inbox_removed(ID)
+    assert await transfer_store.pending_inbox_removals() == []
+
+
+async def test_tombstones_are_forgotten_once_old_and_withdrawn(
+    transfer_store: TransferStore,
+) -> None:
+    for transfer_id, retired_at in ((ID, NOW + 10), (ID2, NOW + 20), (ID3, NOW + 30)):
+        await transfer_store.create(transfer(transfer_id))
+        await transfer_store.complete(transfer_id, SHA, NOW, NOW + 5)
+        await transfer_store.retire(transfer_id, retired_at)
+    await transfer_store.mark_inbox_removed(ID)
+    await transfer_store.mark_inbox_removed(ID3)
+
+    assert await transfer_store.forget_tombstones(NOW + 10) == 0  # none retired before
+    # ID2's inbox entries are not yet withdrawn: its tombstone stays until they are.
+    assert await transfer_store.forget_tombstones(NOW + 25) == 1
+    assert await transfer_store.tombstone(ID) is None
+    assert await transfer_store.tombstone(ID2) is not None
+    assert await transfer_store.tombstone(ID3) is not None
+    await transfer_store.mark_inbox_removed(ID2)
+    assert await transfer_store.forget_tombstones(NOW + 1000) == 2
+    assert await transfer_store.tombstone(ID2) is None
+    assert await transfer_store.tombstone(ID3) is None
+
+
+async def test_tombstones_hold_no_bytes_but_count_as_uploads(
+    transfer_store: TransferStore,
+) -> None:
+    await transfer_store.create(transfer(ID, sender="quota-user", size=100, created_at=300.0))
+    await transfer_store.create(transfer(ID2, sender="quota-user", size=50, created_at=200.0))
+    await transfer_store.retire(ID2, 400.0)
+    usage = await transfer_store.usage("quota-user", since=150.0)
+    assert usage == Usage(bytes_held=100, uploads_since=2, oldest_since=200.0)
+    assert (await transfer_store.usage("quota-user", since=250.0)).uploads_since == 1
