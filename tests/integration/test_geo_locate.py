@@ -123,3 +123,24 @@ async def test_garbage_forwarded_for_from_trusted_proxy_is_400(geo_cluster: Clus
         )
         assert answer.status == 400
         assert (await answer.json())["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    ("headers", "client_ip"),
+    [
+        # X-Real-IP is never consulted, not even from a trusted proxy.
+        ([("X-Real-IP", "27.192.0.1")], "127.0.0.1"),
+        # Several X-Forwarded-For headers are one list; the rightmost untrusted entry wins.
+        ([("X-Forwarded-For", "49.64.0.1"), ("X-Forwarded-For", "27.192.0.1")], "27.192.0.1"),
+        # An IPv4-mapped IPv6 entry is the IPv4 address it maps.
+        ([("X-Forwarded-For", "::ffff:27.192.0.1")], "27.192.0.1"),
+    ],
+)
+async def test_spoofing_attempts_from_a_trusted_proxy(
+    geo_cluster: Cluster, headers: list[tuple[str, str]], client_ip: str
+) -> None:
+    async with session_from("127.0.0.1") as session:
+        answer = await session.get(geo_cluster.directory_url + "/v1/locate", headers=headers)
+        assert answer.status == 200, await answer.text()
+        body = await answer.json()
+    assert body["client_ip"] == client_ip
