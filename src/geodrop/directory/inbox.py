@@ -68,8 +68,8 @@ def entry_json(entry: InboxEntry) -> dict[str, Any]:
     }
 
 
-def parse_removal(body: dict[str, Any], regions: tuple[str, ...]) -> tuple[str, str]:
-    """``(file_id, owning region)`` of a file server's request to remove a file's entries.
+def parse_file_reference(body: dict[str, Any], regions: tuple[str, ...]) -> tuple[str, str]:
+    """``(file_id, owning region)`` named by a file server's announcement or removal.
 
     Raises:
         BadRequest: ``file_id`` is missing or not a file id of this cluster.
@@ -96,14 +96,8 @@ def parse_entry(body: dict[str, Any], regions: tuple[str, ...]) -> InboxEntry:
     for key, user in (("receiver", receiver), ("sender", sender)):
         if not isinstance(user, str) or not usertokens.USER_ID.match(user):
             raise BadRequest(f"{key}: not a valid user id")
-    file_id = body.get("file_id")
-    if not isinstance(file_id, str):
-        raise BadRequest("file_id: required")
-    try:
-        region = parse_file_id(file_id).region
-    except NotFound:
-        raise BadRequest("file_id: not a file id") from None
-    if region not in regions or body.get("region") != region:
+    file_id, region = parse_file_reference(body, regions)
+    if body.get("region") != region:
         raise BadRequest("region: must be the file's owning region")
     filename, size, sha256 = body.get("filename"), body.get("size"), body.get("sha256")
     if not isinstance(filename, str) or not isinstance(size, int) or not isinstance(sha256, str):

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from geodrop.directory.context import DIRECTORY
 from geodrop.directory.handlers import peer_region
-from geodrop.directory.inbox import MAX_WAIT_SECONDS, entry_json, parse_entry, parse_removal
+from geodrop.directory.inbox import MAX_WAIT_SECONDS, entry_json, parse_entry, parse_file_reference
 from geodrop.errors import BadRequest
 from geodrop.web.auth import authenticated_peer, authenticated_user
 from geodrop.web.jsonbody import parse_json_object
@@ -40,7 +40,7 @@ async def remove_inbox_entries(request: web.Request) -> web.Response:
     peer, raw = await authenticated_peer(
         request, directory.config.keys.peer.encode(), directory.replay_guard
     )
-    file_id, region = parse_removal(parse_json_object(raw), directory.config.region_names)
+    file_id, region = parse_file_reference(parse_json_object(raw), directory.config.region_names)
     peer_region(directory, peer, region)
     await directory.inboxes.remove(file_id)
     return web.json_response({"file_id": file_id, "removed": True})
