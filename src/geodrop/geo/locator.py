@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -167,13 +167,37 @@ class _OverrideTable:
             )
             for version in (4, 6)
         }
+        # Per prefix length, longest first: its netmask and the rules by network address.
+        self._by_prefix: dict[int, list[tuple[int, dict[int, OverrideRule]]]] = {
+            version: [
+                (
+                    _netmask(32 if version == 4 else 128, prefixlen),
+                    {
+                        int(n.network_address): rule
+                        for n, rule in self._by_network.items()
+                        if n.version == version and n.prefixlen == prefixlen
+                    },
+                )
+                for prefixlen in lengths
+            ]
+            for version, lengths in self._prefixes.items()
+        }
 
     def find(self, ip: IPAddress) -> OverrideRule | None:
-        for prefixlen in self._prefixes[ip.version]:
-            rule = self._by_network.get(ip_network((ip, prefixlen), strict=False))
+        # Masking the address as an integer finds the same network as building
+        # ip_network((ip, prefixlen)) would, without building one per prefix length per
+        # request (that was 7% of a locate request's time; bench/control.py).
+        address = int(ip)
+        for mask, rules in self._by_prefix[ip.version]:
+            rule = rules.get(address & mask)
             if rule is not None:
                 return rule
         return None
+
+
+def _netmask(bits: int, prefixlen: int) -> int:
+    """The netmask of a /``prefixlen`` network of ``bits``-bit addresses, as an integer."""
+    return ((1 << bits) - 1) ^ ((1 << (bits - prefixlen)) - 1)
 
 
 class _Database:

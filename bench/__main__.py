@@ -1,0 +1,142 @@
+"""``python -m bench [--quick] [--only NAME,…]``: run the benchmarks, write docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from bench import machine
+from bench.context import BenchContext, GiB, MiB
+from bench.report import Section, Target, render, write_report
+from bench.sections import SECTIONS
+
+REPO: Path = Path(__file__).resolve().parent.parent
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every `with Services(...)` stops its servers.
+    raise KeyboardInterrupt
+
+
+def _load(name: str, module_name: str) -> object | None:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def _as_sections(value: object) -> list[Section]:
+    if isinstance(value, Section):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(v, Section) for v in value):
+        return list(value)
+    raise TypeError(f"run() returned {type(value).__name__}, not Section(s)")
+
+
+def _failed(name: str, why: str) -> Section:
+    return Section(
+        f"{name}: not measured",
+        f"```\n{why.strip()}\n```\n",
+        [Target(f"{name} ran", "no", "runs", passed=False, note="see the section")],
+    )
+
+
+def run_sections(
+    ctx: BenchContext, only: set[str] | None, work_root: Path
+) -> tuple[list[Section], bool]:
+    sections: list[Section] = []
+    ok = True
+    for name, module_name in SECTIONS:
+        if only is not None and name not in only:
+            continue
+        module = _load(name, module_name)
+        if module is None or not callable(getattr(module, "run", None)):
+            ctx.log(f"{name}: {module_name} is not there; skipped")
+            sections.append(_failed(name, f"{module_name}.run is not in this tree yet."))
+            continue
+        work = work_root / name
+        work.mkdir()
+        ctx.log(f"{name}: start")
+        try:
+            sections += _as_sections(module.run(ctx.with_work_dir(work)))  # type: ignore[attr-defined]
+        except KeyboardInterrupt:
+            raise
+        except Exception:
+            ok = False
+            ctx.log(f"{name}: FAILED\n{traceback.format_exc()}")
+            sections.append(_failed(name, traceback.format_exc(limit=8)))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        ctx.log(f"{name}: done")
+    return sections, ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the reduced set (< 5 minutes)")
+    parser.add_argument(
+        "--only", help="comma-separated sections: " + ",".join(n for n, _ in SECTIONS)
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per comparison (default 5; quick 3)")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs", help="report folder")
+    parser.add_argument(
+        "--work-root", type=Path, default=Path(tempfile.gettempdir()),
+        help="where the (removed afterwards) work folder goes; must be disk-backed",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None and (unknown := only - {n for n, _ in SECTIONS}):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    signal.signal(signal.SIGTERM, _interrupted)
+    started = time.monotonic()
+    work_root = Path(tempfile.mkdtemp(prefix="geodrop-bench-", dir=args.work_root))
+    ctx = BenchContext(
+        quick=args.quick,
+        rounds=args.rounds or (3 if args.quick else 5),
+        work_dir=work_root,
+        docs_dir=args.docs,
+        big_file=256 * MiB if args.quick else GiB,
+        load_seconds=3.0 if args.quick else 10.0,
+        started=started,
+    )
+    facts = machine.facts()
+    facts["load average at start (1/5/15 min)"] = machine.load_average()
+    try:
+        sections, ok = run_sections(ctx, only, work_root)
+    except KeyboardInterrupt:
+        print("bench: interrupted; servers stopped, work folder removed", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
+    facts["load average at end"] = machine.load_average()
+    for section in sections:
+        facts.update(section.facts)
+    command = "make bench QUICK=1" if ctx.quick else "make bench"
+    if only is not None:
+        command += f" ONLY={args.only}"
+    text = render(
+        sections,
+        facts=facts,
+        quick=ctx.quick,
+        elapsed_seconds=time.monotonic() - started,
+        command=command,
+    )
+    report = args.docs / "BENCHMARKS.md"
+    write_report(report, text)
+    ctx.log(f"wrote {report}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""3. Control plane: locate and the negotiations under wrk, vs bare aiohttp and nginx JSON.
+
+wrk (2 threads, 64 connections, keep-alive, a bounded duration) against each endpoint in
+turn. The clients come from 127.0.0.1, which the bench cluster's override table places in
+north / telecom, so every answer is a real one:
+
+- locate: `GET /v1/locate` at the directory.
+- upload negotiation: `POST /v1/uploads` at north's access unit (each request creates
+  an upload: a metadata row and an empty upload file, both made durable).
+- download negotiation, local: `POST /v1/downloads` at north for a file north holds.
+- download negotiation, cross-region: the same at east's access unit, which asks north
+  for the address over the signed server-to-server channel and relays it.
+- bare aiohttp: one handler returning a fixed JSON body of locate's shape.
+- nginx: `return 200` of the same JSON body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final
+
+from bench import anchors, wrk
+from bench.context import BenchContext
+from bench.datafiles import random_file, sha256_of
+from bench.measure import Results, alternate, ratio, ratio_text
+from bench.plots import Panel, bar_panels
+from bench.procs import Services
+from bench.report import Section, Target, markdown_table
+from bench.testbed import Cluster, token
+
+CONNECTIONS: Final = 64
+LOCATE: Final = "locate"
+UPLOAD: Final = "upload negotiation"
+LOCAL: Final = "download negotiation, local"
+CROSS: Final = "download negotiation, cross-region"
+BARE: Final = "bare aiohttp JSON"
+NGINX: Final = "nginx static JSON"
+SIDES: Final = (LOCATE, UPLOAD, LOCAL, CROSS, BARE, NGINX)
+P99_GOAL_MS: Final = 5.0
+SHORT_LABELS: Final = (
+    "locate",
+    "upload\nneg.",
+    "download\nneg. local",
+    "download\nneg. cross",
+    "bare\naiohttp",
+    "nginx",
+)
+
+
+def _trial(url: str, seconds: float, script: Path | None) -> Callable[[], Mapping[str, float]]:
+    def trial() -> Mapping[str, float]:
+        result = wrk.run(url, connections=CONNECTIONS, seconds=seconds, script=script)
+        return {
+            "req/s": result.requests_per_second,
+            "p50 ms": result.p50_ms,
+            "p99 ms": result.p99_ms,
+            "errors": float(result.bad),
+        }
+
+    return trial
+
+
+def run(ctx: BenchContext) -> Section:
+    seconds = ctx.load_seconds
+    with Services(ctx.work_dir / "logs") as services:
+        cluster = Cluster(ctx.work_dir / "geodrop", services)
+        cluster.start(["directory", "north", "east"])
+        small = random_file(ctx.work_dir / "small.bin", 4096)
+        file_id, _, _ = cluster.upload(small, sha256=sha256_of(small), receivers=["bob"])
+        bare = anchors.bare_json(services)
+        web = anchors.nginx_server(services, ctx.work_dir / "nginx", ctx.work_dir)
+        scripts = ctx.work_dir / "wrk"
+        scripts.mkdir()
+        upload_lua = wrk.lua_post(
+            scripts / "upload.lua",
+            {"name": "w.bin", "size": 4096, "receivers": ["bob"]},
+            {"Authorization": f"Bearer {token('alice', 7 * 86400)}"},
+        )
+        download_lua = wrk.lua_post(
+            scripts / "download.lua",
+            {"file_id": file_id},
+            {"Authorization": f"Bearer {token('bob', 7 * 86400)}"},
+        )
+        sides = {
+            LOCATE: _trial(cluster.directory_url + "/v1/locate", seconds, None),
+            UPLOAD: _trial(cluster.access_url("north") + "/v1/uploads", seconds, upload_lua),
+            LOCAL: _trial(cluster.access_url("north") + "/v1/downloads", seconds, download_lua),
+            CROSS: _trial(cluster.access_url("east") + "/v1/downloads", seconds, download_lua),
+            BARE: _trial(bare.url + "/json", seconds, None),
+            NGINX: _trial(web.url + "/json", seconds, None),
+        }
+        results = alternate(ctx, "control plane", sides)
+    return _section(ctx, results)
+
+
+def _section(ctx: BenchContext, results: Results) -> Section:
+    bare = results[BARE]["req/s"]
+    rows = []
+    for side in SIDES:
+        r = results[side]
+        errors = int(sum(r["errors"].values))
+        rows.append(
+            [
+                side,
+                r["req/s"].fmt(0),
+                ratio_text(r["req/s"], bare),
+                r["p50 ms"].fmt(2),
+                r["p99 ms"].fmt(2),
+                str(errors),
+            ]
+        )
+    locate_ratio = ratio(results[LOCATE]["req/s"], bare)
+    targets = [
+        Target(
+            "Control plane: locate / bare aiohttp (req/s)",
+            f"{locate_ratio:.2f}×",
+            "≥ 0.8×",
+            locate_ratio >= 0.8,
+        )
+    ]
+    bare_p99 = results[BARE]["p99 ms"].median
+    for side in (LOCATE, UPLOAD, LOCAL, CROSS):
+        p99 = results[side]["p99 ms"].median
+        errors = int(sum(results[side]["errors"].values))
+        passed = p99 <= P99_GOAL_MS and errors == 0
+        note = f"{errors} error answers" if errors else ""
+        if not passed and not errors and bare_p99 > P99_GOAL_MS:
+            # Little's law for a closed loop: mean latency = connections / throughput.
+            note = (
+                f"a bare aiohttp handler's p99 is {bare_p99:.1f} ms in this run: one Python "
+                f"process would need ≥ {CONNECTIONS / P99_GOAL_MS * 1000:,.0f} req/s for "
+                f"{CONNECTIONS} closed-loop connections to wait ≤ {P99_GOAL_MS:g} ms on average"
+            )
+        targets.append(
+            Target(
+                f"Control plane: {side} p99 at {CONNECTIONS} connections",
+                f"{p99:.2f} ms",
+                f"≤ {P99_GOAL_MS:g} ms",
+                passed,
+                note=note,
+            )
+        )
+    bar_panels(
+        ctx.plot_path("control"),
+        [
+            Panel(
+                "requests per second (higher is better; log scale)",
+                "req/s",
+                SHORT_LABELS,
+                {"": [results[s]["req/s"] for s in SIDES]},
+                log=True,
+            ),
+            Panel(
+                "p99 latency (lower is better; log scale)",
+                "ms",
+                SHORT_LABELS,
+                {"": [results[s]["p99 ms"] for s in SIDES]},
+                goal=P99_GOAL_MS,
+                goal_label="target",
+                log=True,
+            ),
+        ],
+        suptitle=f"Control plane, wrk, {CONNECTIONS} connections, {ctx.load_seconds:g} s "
+        f"per run, {ctx.rounds} rounds",
+    )
+    markdown = "\n".join(
+        [
+            (__doc__ or "").split("\n", 2)[2].strip() + "\n",
+            f"{ctx.rounds} alternating rounds of {ctx.load_seconds:g} s per endpoint. "
+            "Latencies are wrk's `--latency` percentiles; the error column counts non-2xx "
+            "answers and socket errors over all rounds (it must be 0: the bench cluster's "
+            "rate limits and quotas are set far above this load).\n",
+            markdown_table(
+                ["endpoint", "req/s", "/ bare aiohttp", "p50 ms", "p99 ms", "errors"], rows
+            ),
+            "![control plane](bench-control.png)\n",
+        ]
+    )
+    return Section("3. Control plane", markdown, targets)
