@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from geodrop.config import CARRIERS
+from geodrop.errors import BadRequest
 from geodrop.fileserver import downloads, filestatus, uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.transferurls import signed_url
@@ -69,15 +70,9 @@ async def negotiate_download(request: web.Request) -> web.Response:
     body = await json_object(request)
     file_id = body.get("file_id")
     if not isinstance(file_id, str):
-        return await _missing_file_id()
+        raise BadRequest("file_id: required")
     address = await _negotiated_download(request, file_id)
     return web.json_response(address.to_json())
-
-
-async def _missing_file_id() -> web.Response:
-    from geodrop.errors import BadRequest
-
-    raise BadRequest("file_id: required")
 
 
 async def download_redirect(request: web.Request) -> web.Response:

@@ -134,7 +134,6 @@ async def patch(request: web.Request) -> web.Response:
     server = request.app[FILE_SERVER]
     upload_id, link = _authorized_upload(server, request)
     tus.check_tus_resumable(request.headers.get("Tus-Resumable"))
-    transfer = await uploads.find_upload(server, upload_id)
     async with server.transfers.upload_lock(upload_id):
         transfer = await uploads.find_upload(server, upload_id)
         if (
