@@ -19,9 +19,8 @@ import aiohttp
 import jwt
 import pytest
 
-from geodrop.protocol import peerauth, signing
+from geodrop.protocol import signing
 from support.cluster import (
-    PEER_KEY,
     Cluster,
     client_address,
     running_cluster,
@@ -37,6 +36,7 @@ from support.transfer_checks import (
     negotiate_download,
     negotiate_upload,
     patch,
+    peer_headers,
     signed_blob_url,
     unique_user,
     upload_file,
@@ -304,30 +304,16 @@ async def test_peer_endpoints_refuse_unsigned_and_replayed_requests(cluster: Clu
         )
         await expect_error(unsigned, 401, "unauthorized")
 
-        signed = peerauth.sign_request(
-            b"not-the-peer-key-0123456789abcdef",
-            method="POST",
-            path_qs=path,
-            peer="region:south",
-            body=body,
-            now=time.time(),
-        )
+        signed = peer_headers(path, body, "region:south", key="not-the-peer-key-0123456789abcdef")
         forged = await session.post(
             cluster.access_url("north") + path,
             data=body,
-            headers={**signed, "Content-Type": "application/json"},
+            headers=signed,
         )
         await expect_error(forged, 401, "unauthorized")
 
-        signed = peerauth.sign_request(
-            PEER_KEY.encode(),
-            method="POST",
-            path_qs=path,
-            peer="region:south",
-            body=body,
-            now=time.time(),
-        )
-        headers = {**signed, "Content-Type": "application/json"}
+        signed = peer_headers(path, body, "region:south")
+        headers = signed
         first = await session.post(cluster.access_url("north") + path, data=body, headers=headers)
         assert first.status == 200, await first.text()
         replayed = await session.post(
@@ -425,19 +411,12 @@ async def test_transfers_are_refused_on_the_access_address(cluster: Cluster) -> 
 async def test_peer_may_speak_only_for_its_own_region(cluster: Cluster) -> None:
     body = json.dumps({"region": "east", "links": []}).encode()
     path = "/v1/peer/heartbeat"
-    signed = peerauth.sign_request(
-        PEER_KEY.encode(),
-        method="POST",
-        path_qs=path,
-        peer="region:north",
-        body=body,
-        now=time.time(),
-    )
+    signed = peer_headers(path, body, "region:north")
     async with aiohttp.ClientSession() as session:
         answer = await session.post(
             cluster.directory_url + path,
             data=body,
-            headers={**signed, "Content-Type": "application/json"},
+            headers=signed,
         )
         await expect_error(answer, 403, "forbidden")
 

@@ -19,8 +19,7 @@ from typing import Any, Final
 import aiohttp
 import pytest
 
-from geodrop.protocol import peerauth
-from support.cluster import PEER_KEY, Cluster, client_address, user_token
+from support.cluster import Cluster, client_address, user_token
 from support.http import session_from
 from support.region_state import (
     UNTHROTTLED,
@@ -37,6 +36,7 @@ from support.transfer_checks import (
     negotiate_download,
     negotiate_upload,
     patch,
+    peer_headers,
     signed_blob_url,
     unique_user,
     upload_file,
@@ -316,18 +316,11 @@ async def test_only_the_owning_region_may_remove_inbox_entries(short_lived: Clus
             cluster.directory_url + path, data=body, headers={"Content-Type": "application/json"}
         )
         await expect_error(unsigned, 401, "unauthorized")
-        signed = peerauth.sign_request(
-            PEER_KEY.encode(),
-            method="POST",
-            path_qs=path,
-            peer="region:south",
-            body=body,
-            now=time.time(),
-        )
+        signed = peer_headers(path, body, "region:south")
         other_region = await session.post(
             cluster.directory_url + path,
             data=body,
-            headers={**signed, "Content-Type": "application/json"},
+            headers=signed,
         )
         await expect_error(other_region, 403, "forbidden")
     assert done.file_id in await inbox_file_ids(cluster, receiver)

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from geodrop.protocol import signing
-from support.cluster import URL_KEY, Cluster, client_address, user_token
+from geodrop.protocol import peerauth, signing
+from support.cluster import PEER_KEY, URL_KEY, Cluster, client_address, user_token
 from support.http import session_from
 
 TUS_VERSION: Final = "1.0.0"
@@ -191,3 +191,11 @@ async def assert_inbox_stays_empty(cluster: Cluster, user: str, region: str = "n
         assert time.monotonic() < deadline, "the witness file never reached its inbox"
         await asyncio.sleep(0.05)
     assert await inbox_file_ids(cluster, user) == []
+
+
+def peer_headers(path: str, body: bytes, peer: str, key: str = PEER_KEY) -> dict[str, str]:
+    """Headers of a JSON server-to-server request signed as ``peer`` (with ``key``)."""
+    signed = peerauth.sign_request(
+        key.encode(), method="POST", path_qs=path, peer=peer, body=body, now=time.time()
+    )
+    return {**signed, "Content-Type": "application/json"}
