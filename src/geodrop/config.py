@@ -50,15 +50,59 @@ class LinkConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class StorageConfig:
-    kind: Literal["local"]
+class LocalStorageConfig:
+    """Files on this machine's file system (the embedded default)."""
+
     path: Path
+    kind: Literal["local"] = "local"
+
+
+MIN_S3_PART_SIZE: Final = 5 * 1024 * 1024  # S3's smallest part but the last
 
 
 @dataclass(frozen=True, slots=True)
-class MetadataConfig:
-    kind: Literal["sqlite"]
+class S3StorageConfig:
+    """Files in an S3-compatible object store (SeaweedFS, MinIO, Ceph, AWS S3)."""
+
+    endpoint_url: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    region_name: str = "us-east-1"
+    # Every object key starts with it, so regions (or clusters) may share a bucket.
+    prefix: str = ""
+    # Bytes of one multipart part: what an upload buffers before sending a part.
+    part_size: int = 8 * 1024 * 1024
+    # Parts of one upload sent at once while the next part is received.
+    parallel_parts: int = 4
+    # "stream": the link serves the bytes from S3; "presign": the link redirects the
+    # client to a presigned S3 URL (the store must then be reachable by clients).
+    downloads: Literal["stream", "presign"] = "stream"
+    create_bucket: bool = False
+    kind: Literal["s3"] = "s3"
+
+
+StorageConfig = LocalStorageConfig | S3StorageConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteMetadataConfig:
+    """Metadata in one SQLite file (the embedded default: one process per region)."""
+
     path: Path
+    kind: Literal["sqlite"] = "sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresMetadataConfig:
+    """Metadata in PostgreSQL, shared by every process of a region (or of the directory)."""
+
+    dsn: str
+    pool_size: int = 10
+    kind: Literal["postgres"] = "postgres"
+
+
+MetadataConfig = SqliteMetadataConfig | PostgresMetadataConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +116,9 @@ class RegionConfig:
     fallback: tuple[str, ...]
     storage: StorageConfig
     metadata: MetadataConfig
+    # Access-unit processes serving the region together (SO_REUSEPORT on every
+    # address); more than one needs shared storage (s3) and metadata (postgres).
+    access_units: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +254,11 @@ def _no_password() -> bytes:
 class DirectoryConfig:
     url: str
     listen: ListenAddress
-    database: Path
+    # Inboxes and region health; ``database = "file.sqlite3"`` is short for SQLite.
+    metadata: MetadataConfig
     heartbeat_timeout_seconds: float
+    # Directory processes serving together; more than one needs postgres metadata.
+    instances: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +327,10 @@ class _Table:
             raise ConfigError(f"{self.key(name)}: must not be empty")
         return value
 
+    def boolean(self, name: str, default: bool) -> bool:
+        value: bool = self._get(name, bool, default)
+        return value
+
     def optional_string(self, name: str) -> str | None:
         value: str | None = self._get(name, str, None)
         return value
@@ -331,7 +385,14 @@ _REQUIRED: Final = object()
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -402,18 +463,14 @@ def _parse_region(table: _Table) -> RegionConfig:
         if link.name in seen:
             raise ConfigError(f"{table.key('links')}[{i}].name: duplicate link name {link.name!r}")
         seen.add(link.name)
-    storage_table = table.table("storage")
-    storage_kind = storage_table.string("kind", "local")
-    if storage_kind != "local":
-        raise ConfigError(f"{storage_table.key('kind')}: supported: local")
-    storage = StorageConfig("local", storage_table.path_value("path"))
-    storage_table.finish()
-    metadata_table = table.table("metadata")
-    metadata_kind = metadata_table.string("kind", "sqlite")
-    if metadata_kind != "sqlite":
-        raise ConfigError(f"{metadata_table.key('kind')}: supported: sqlite")
-    metadata = MetadataConfig("sqlite", metadata_table.path_value("path"))
-    metadata_table.finish()
+    storage = _parse_storage(table.table("storage"))
+    metadata = _parse_metadata(table.table("metadata"))
+    access_units = table.integer("access_units", 1)
+    if access_units > 1 and (storage.kind != "s3" or metadata.kind != "postgres"):
+        raise ConfigError(
+            f"{table.key('access_units')}: more than one access unit needs "
+            'storage.kind = "s3" and metadata.kind = "postgres"'
+        )
     region = RegionConfig(
         name=name,
         access_url=_url(table, "access_url"),
@@ -422,9 +479,84 @@ def _parse_region(table: _Table) -> RegionConfig:
         fallback=table.string_list("fallback"),
         storage=storage,
         metadata=metadata,
+        access_units=access_units,
     )
     table.finish()
     return region
+
+
+def _parse_storage(table: _Table) -> StorageConfig:
+    kind = table.string("kind", "local")
+    storage: StorageConfig
+    if kind == "local":
+        storage = LocalStorageConfig(table.path_value("path"))
+    elif kind == "s3":
+        endpoint = _url(table, "endpoint_url")
+        part_size = table.integer("part_size", 8 * 1024 * 1024, minimum=MIN_S3_PART_SIZE)
+        downloads = table.string("downloads", "stream")
+        if downloads not in ("stream", "presign"):
+            raise ConfigError(f"{table.key('downloads')}: must be stream or presign")
+        prefix = table.optional_string("prefix") or ""
+        if prefix.startswith("/") or ".." in prefix.split("/"):
+            raise ConfigError(f"{table.key('prefix')}: a relative key prefix like 'north/'")
+        create_bucket = table.boolean("create_bucket", False)
+        storage = S3StorageConfig(
+            endpoint_url=endpoint,
+            bucket=table.string("bucket"),
+            access_key=table.string("access_key"),
+            secret_key=table.string("secret_key"),
+            region_name=table.string("region_name", "us-east-1"),
+            prefix=prefix,
+            part_size=part_size,
+            parallel_parts=table.integer("parallel_parts", 4),
+            downloads="presign" if downloads == "presign" else "stream",
+            create_bucket=create_bucket,
+        )
+    else:
+        raise ConfigError(f"{table.key('kind')}: supported: local, s3")
+    table.finish()
+    return storage
+
+
+def _parse_metadata(table: _Table) -> MetadataConfig:
+    kind = table.string("kind", "sqlite")
+    metadata: MetadataConfig
+    if kind == "sqlite":
+        metadata = SqliteMetadataConfig(table.path_value("path"))
+    elif kind == "postgres":
+        dsn = table.string("dsn")
+        if urlsplit(dsn).scheme not in ("postgres", "postgresql"):
+            raise ConfigError(f"{table.key('dsn')}: expected a postgresql:// URL")
+        metadata = PostgresMetadataConfig(dsn, pool_size=table.integer("pool_size", 10))
+    else:
+        raise ConfigError(f"{table.key('kind')}: supported: sqlite, postgres")
+    table.finish()
+    return metadata
+
+
+def _parse_directory(table: _Table) -> DirectoryConfig:
+    metadata: MetadataConfig
+    if "database" in table.data:
+        if "metadata" in table.data:
+            raise ConfigError(f"{table.key('database')}: give database or metadata, not both")
+        metadata = SqliteMetadataConfig(table.path_value("database"))
+    else:
+        metadata = _parse_metadata(table.table("metadata"))
+    instances = table.integer("instances", 1)
+    if instances > 1 and metadata.kind != "postgres":
+        raise ConfigError(
+            f"{table.key('instances')}: more than one directory process needs "
+            'metadata.kind = "postgres"'
+        )
+    directory = DirectoryConfig(
+        url=_url(table, "url"),
+        listen=_listen(table, "listen"),
+        metadata=metadata,
+        heartbeat_timeout_seconds=table.number("heartbeat_timeout_seconds", 10.0),
+        instances=instances,
+    )
+    table.finish()
+    return directory
 
 
 def _parse_geo(table: _Table, region_names: set[str]) -> GeoConfig:
@@ -500,14 +632,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         for j, other in enumerate(region.fallback):
             if other not in names or other == region.name:
                 raise ConfigError(f"regions[{i}].fallback[{j}]: {other!r} is not another region")
-    directory_table = root.table("directory")
-    directory = DirectoryConfig(
-        url=_url(directory_table, "url"),
-        listen=_listen(directory_table, "listen"),
-        database=directory_table.path_value("database"),
-        heartbeat_timeout_seconds=directory_table.number("heartbeat_timeout_seconds", 10.0),
-    )
-    directory_table.finish()
+    directory = _parse_directory(root.table("directory"))
     keys_table = root.table("keys")
     previous_table = keys_table.table("user_token_previous", required=False)
     previous = {kid: previous_table.string(kid) for kid in list(previous_table.data)}

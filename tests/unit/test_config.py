@@ -16,7 +16,16 @@ import pytest
 
 from geodrop.cli import main
 from geodrop.cli.exitcodes import CONFIG as EXIT_CONFIG
-from geodrop.config import ClusterConfig, ListenAddress, load_config, parse_config
+from geodrop.config import (
+    ClusterConfig,
+    ListenAddress,
+    LocalStorageConfig,
+    PostgresMetadataConfig,
+    S3StorageConfig,
+    SqliteMetadataConfig,
+    load_config,
+    parse_config,
+)
 from geodrop.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dev-cluster.toml"
@@ -109,11 +118,13 @@ def test_relative_paths_are_taken_from_the_files_folder(
 
     var = (tmp_path / "etc" / "var").resolve()
     assert config.source == (folder / "cluster.toml").resolve()
-    assert config.directory.database.is_absolute()
-    assert config.directory.database.resolve() == var / "directory" / "inbox.sqlite3"
+    assert isinstance(config.directory.metadata, SqliteMetadataConfig)
+    assert config.directory.metadata.path.is_absolute()
+    assert config.directory.metadata.path.resolve() == var / "directory" / "inbox.sqlite3"
     north = config.region("north")
-    assert north.storage.kind == "local"
+    assert isinstance(north.storage, LocalStorageConfig)
     assert north.storage.path.resolve() == var / "north" / "blobs"
+    assert isinstance(north.metadata, SqliteMetadataConfig)
     assert north.metadata.path.resolve() == var / "north" / "metadata.sqlite3"
 
 
@@ -173,6 +184,9 @@ def _duplicate_link(document: Document) -> None:
     document["regions"][0]["links"][1]["name"] = "telecom"
 
 
+# An s3 storage table without its endpoint, for cases to complete or break.
+_S3: dict[str, object] = {"kind": "s3", "bucket": "geodrop", "access_key": "k", "secret_key": "s"}
+
 BAD_CONFIGS: list[tuple[str, Callable[[Document], None], str]] = [
     ("missing [keys]", _delete("keys"), "keys"),
     ("missing [directory]", _delete("directory"), "directory"),
@@ -216,8 +230,46 @@ BAD_CONFIGS: list[tuple[str, Callable[[Document], None], str]] = [
     ("fallback to itself", _set("regions.2.fallback", ["south"]), "regions[2].fallback[0]"),
     ("fallback not a list", _set("regions.2.fallback", "east"), "regions[2].fallback"),
     ("fallback of numbers", _set("regions.2.fallback", [1]), "regions[2].fallback[0]"),
-    ("storage kind", _set("regions.0.storage.kind", "s3"), "regions[0].storage.kind"),
-    ("metadata kind", _set("regions.0.metadata.kind", "postgres"), "regions[0].metadata.kind"),
+    ("storage kind", _set("regions.0.storage.kind", "ftp"), "regions[0].storage.kind"),
+    ("metadata kind", _set("regions.0.metadata.kind", "mysql"), "regions[0].metadata.kind"),
+    ("s3 without endpoint", _set("regions.0.storage", _S3), "regions[0].storage.endpoint_url"),
+    (
+        "s3 part too small",
+        _set("regions.0.storage", {**_S3, "endpoint_url": "http://127.0.0.1:9000", "part_size": 1}),
+        "regions[0].storage.part_size",
+    ),
+    (
+        "s3 downloads mode",
+        _set(
+            "regions.0.storage", {**_S3, "endpoint_url": "http://127.0.0.1:9000", "downloads": "x"}
+        ),
+        "regions[0].storage.downloads",
+    ),
+    (
+        "postgres without dsn",
+        _set("regions.0.metadata", {"kind": "postgres"}),
+        "regions[0].metadata.dsn",
+    ),
+    (
+        "postgres dsn not a URL",
+        _set("regions.0.metadata", {"kind": "postgres", "dsn": "host=db"}),
+        "regions[0].metadata.dsn",
+    ),
+    ("two units on local storage", _set("regions.0.access_units", 2), "regions[0].access_units"),
+    ("two directories on sqlite", _set("directory.instances", 2), "directory.instances"),
+    (
+        "directory database and metadata",
+        _set("directory.metadata", {"kind": "sqlite", "path": "x.sqlite3"}),
+        "directory.database",
+    ),
+    (
+        "create_bucket not a boolean",
+        _set(
+            "regions.0.storage",
+            {**_S3, "endpoint_url": "http://127.0.0.1:9000", "create_bucket": 1},
+        ),
+        "regions[0].storage.create_bucket",
+    ),
     ("storage without path", _delete("regions.0.storage.path"), "regions[0].storage.path"),
     ("override region unknown", _set("geo.overrides.4.region", "west"), "geo.overrides[4].region"),
     ("override carrier", _set("geo.overrides.0.carrier", "cable"), "geo.overrides[0].carrier"),
@@ -352,3 +404,37 @@ def test_check_config_accepts_the_example() -> None:
 def test_missing_config_option_exits_78(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config"]) == EXIT_CONFIG
     assert "--config" in capsys.readouterr().err
+
+
+def test_s3_and_postgres_sections_parse(document: Document) -> None:
+    document["regions"][0]["storage"] = {
+        **_S3,
+        "endpoint_url": "http://127.0.0.1:8333/",
+        "prefix": "north/",
+        "part_size": 16 * 1024 * 1024,
+        "downloads": "presign",
+        "create_bucket": True,
+    }
+    document["regions"][0]["metadata"] = {"kind": "postgres", "dsn": "postgresql://g@db/north"}
+    document["regions"][0]["access_units"] = 3
+    del document["directory"]["database"]
+    document["directory"]["metadata"] = {"kind": "postgres", "dsn": "postgresql://g@db/dir"}
+    document["directory"]["instances"] = 2
+
+    config = parse_config(document, Path("/etc/geodrop"))
+
+    north = config.region("north")
+    assert north.storage == S3StorageConfig(
+        endpoint_url="http://127.0.0.1:8333",
+        bucket="geodrop",
+        access_key="k",
+        secret_key="s",
+        prefix="north/",
+        part_size=16 * 1024 * 1024,
+        downloads="presign",
+        create_bucket=True,
+    )
+    assert north.metadata == PostgresMetadataConfig("postgresql://g@db/north")
+    assert north.access_units == 3
+    assert config.directory.metadata == PostgresMetadataConfig("postgresql://g@db/dir")
+    assert config.directory.instances == 2

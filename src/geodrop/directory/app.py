@@ -13,7 +13,7 @@ from geodrop.directory.context import DIRECTORY, Directory
 from geodrop.directory.health import RegionHealth
 from geodrop.directory.inbox import Inboxes
 from geodrop.geo.locator import Locator
-from geodrop.metadata.sqlite import SqliteInboxStore
+from geodrop.metadata.backends import open_inbox_store
 from geodrop.web.auth import authenticated_user
 from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
@@ -27,7 +27,7 @@ def build_directory(config: ClusterConfig) -> Directory:
         config=config,
         locator=Locator(config.geo),
         health=RegionHealth(config.region_names, config.directory.heartbeat_timeout_seconds),
-        inboxes=Inboxes(SqliteInboxStore(config.directory.database)),
+        inboxes=Inboxes(open_inbox_store(config.directory.metadata)),
     )
 
 

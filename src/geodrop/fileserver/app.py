@@ -15,8 +15,8 @@ from geodrop.fileserver import access_handlers, background, blob_handlers, tus_h
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.links import LinkMeters
 from geodrop.geo.locator import Locator
-from geodrop.metadata.sqlite import SqliteTransferStore
-from geodrop.storage.localfs import LocalBlobStore
+from geodrop.metadata.backends import open_transfer_store
+from geodrop.storage.backends import open_blob_store
 from geodrop.web.auth import authenticated_user
 from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
@@ -40,8 +40,8 @@ def build_file_server(config: ClusterConfig, region_name: str) -> FileServer:
     return FileServer(
         config=config,
         region=region,
-        store=LocalBlobStore(region.storage.path),
-        transfers=SqliteTransferStore(region.metadata.path),
+        store=open_blob_store(region.storage),
+        transfers=open_transfer_store(region.metadata),
         meters=LinkMeters(region.links),
         locator=Locator(config.geo),
         peers=PeerClient(

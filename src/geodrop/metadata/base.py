@@ -7,7 +7,7 @@ implement the same abstract classes so the services never change.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -86,8 +86,23 @@ class Usage:
     oldest_since: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UnitLinkLoad:
+    """One access unit's figures for one link, shared so every unit sees the region's load."""
+
+    link: str
+    active_transfers: int
+    rate_bytes_per_second: float
+    bytes_sent: int
+    bytes_received: int
+
+
 class TransferStore(ABC):
-    """A region's transfers: uploads in progress and completed files."""
+    """A region's transfers: uploads in progress and completed files.
+
+    One store may be shared by several access-unit processes (PostgreSQL): every lock
+    below then holds across all of them, not only within one process.
+    """
 
     @abstractmethod
     async def create(self, transfer: Transfer) -> None:
@@ -194,6 +209,32 @@ class TransferStore(ABC):
         """
 
     @abstractmethod
+    def sender_lock(self, sender: str) -> AbstractAsyncContextManager[None]:
+        """Exclusive right to create an upload for ``sender``, so that two negotiations at
+        once cannot both pass the same quota check. Waits as long as it takes."""
+
+    @abstractmethod
+    def try_exclusive(self, job: str) -> AbstractAsyncContextManager[bool]:
+        """Whether this process may run the background ``job`` (e.g. "expiry") now.
+
+        Yields True while no other process sharing the store runs it, False otherwise
+        (the caller skips its round). Never waits.
+        """
+
+    @abstractmethod
+    async def publish_link_loads(
+        self, unit: str, loads: Sequence[UnitLinkLoad], now: float
+    ) -> None:
+        """Record access unit ``unit``'s current figures for each of its links."""
+
+    @abstractmethod
+    async def other_units_link_loads(self, unit: str, fresh_after: float) -> list[UnitLinkLoad]:
+        """Per link, the sum of every *other* unit's figures published after ``fresh_after``.
+
+        A store only one process uses returns [].
+        """
+
+    @abstractmethod
     async def close(self) -> None:
         """Release the store."""
 
@@ -229,5 +270,30 @@ class InboxStore(ABC):
         """Drop every entry of a file (it expired or was deleted)."""
 
     @abstractmethod
+    async def listen(self, changed: Callable[[str], None]) -> None:
+        """Call ``changed(receiver)`` whenever an entry is added for ``receiver`` by this
+        or any other process sharing the store; runs until cancelled."""
+
+    @abstractmethod
+    async def record_heartbeat(
+        self, region: str, links: list[dict[str, object]], now: float
+    ) -> None:
+        """A region's file server is alive at wall-clock ``now`` with these link figures."""
+
+    @abstractmethod
+    async def heartbeats(self) -> list[RegionBeat]:
+        """The last heartbeat of every region that has sent one."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionBeat:
+    """A region's last heartbeat as the directory's store holds it."""
+
+    region: str
+    last_beat: float
+    beats: int
+    links: list[dict[str, object]]

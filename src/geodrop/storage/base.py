@@ -10,7 +10,7 @@ half-written is ever visible as a file.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import BinaryIO
 
@@ -49,6 +49,11 @@ class StoredBlob(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release the blob."""
+
+    async def presigned_url(self, ttl_seconds: int) -> str | None:
+        """A URL the client may fetch the bytes from directly (a presigned S3 GET, which
+        honours Range), or None to have the link serve them."""
+        return None
 
 
 class BlobStore(ABC):
@@ -89,6 +94,19 @@ class BlobStore(ABC):
 
         Raises:
             InsufficientStorage: storage is full; the upload stays whole, uncommitted.
+        """
+
+    @abstractmethod
+    async def concatenate(self, upload_id: str, partial_ids: Sequence[str]) -> None:
+        """Fill the empty upload ``upload_id`` with the whole uploads ``partial_ids``, in order
+        (tus concatenation); the partial uploads stay as they are.
+
+        Backends avoid moving the bytes through this process where they can (S3: each
+        partial becomes a part of the final multipart upload by a server-side copy).
+
+        Raises:
+            NotFound: an upload does not exist.
+            InsufficientStorage: storage is full; ``upload_id`` stays empty.
         """
 
     @abstractmethod

@@ -1,0 +1,14 @@
+"""Opening the storage unit a region's configuration names."""
+
+from __future__ import annotations
+
+from geodrop.config import LocalStorageConfig, StorageConfig
+from geodrop.storage.base import BlobStore
+from geodrop.storage.localfs import LocalBlobStore
+
+
+def open_blob_store(config: StorageConfig) -> BlobStore:
+    """The backend for ``config``; it connects on first use, so this never blocks."""
+    if isinstance(config, LocalStorageConfig):
+        return LocalBlobStore(config.path)
+    raise NotImplementedError(f"storage kind {config.kind!r}")
