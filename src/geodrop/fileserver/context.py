@@ -9,7 +9,6 @@ from aiohttp import web
 
 from geodrop.config import ClusterConfig, RegionConfig
 from geodrop.fileserver.links import LinkMeters
-from geodrop.fileserver.quota import SenderLocks
 from geodrop.geo.locator import Locator
 from geodrop.metadata.base import TransferStore
 from geodrop.protocol.peerauth import ReplayGuard
@@ -29,8 +28,6 @@ class FileServer:
     locator: Locator
     peers: PeerClient
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
-    # Held from a sender's quota check until their new upload is recorded.
-    quota_locks: SenderLocks = field(default_factory=SenderLocks)
     # Set when an upload completes, so inbox announcements go out at once.
     announce_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 

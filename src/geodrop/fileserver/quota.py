@@ -13,10 +13,7 @@ receivers have it, or it expired).
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Final
 
 from geodrop.config import LimitsConfig
@@ -60,32 +57,3 @@ async def check_quota(
             f" 24 hours, the limit is {limits.user_uploads_per_day}",
             retry_after=retry_after,
         )
-
-
-class SenderLocks:
-    """One lock per sender, so two uploads at once cannot both pass a quota check.
-
-    Locks exist only while someone holds or awaits them. They serialize one process:
-    several access-unit processes in front of one region would need the check made
-    in the same metadata transaction as the insert.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-    @asynccontextmanager
-    async def hold(self, sender: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(sender, asyncio.Lock())
-        self._users[sender] = self._users.get(sender, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[sender] -= 1
-            if not self._users[sender]:
-                del self._users[sender]
-                del self._locks[sender]

@@ -129,7 +129,7 @@ async def create_upload(server: FileServer, sender: str, request: UploadRequest)
         raise InsufficientStorage("this region's storage is full; try again later")
     # The quota is this region's metadata's count of the sender's uploads (see quota.py);
     # the lock keeps a burst of concurrent negotiations from all passing the same check.
-    async with server.quota_locks.hold(sender):
+    async with server.transfers.sender_lock(sender):
         now = time.time()
         await check_quota(server.transfers, server.config.limits, sender, request.size, now)
         transfer = Transfer(

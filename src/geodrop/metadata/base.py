@@ -276,12 +276,12 @@ class InboxStore(ABC):
 
     @abstractmethod
     async def record_heartbeat(
-        self, region: str, links: list[dict[str, object]], now: float
+        self, region: str, links: Sequence[dict[str, object]], now: float
     ) -> None:
         """A region's file server is alive at wall-clock ``now`` with these link figures."""
 
     @abstractmethod
-    async def heartbeats(self) -> list[RegionBeat]:
+    async def heartbeats(self) -> Sequence[RegionBeat]:
         """The last heartbeat of every region that has sent one."""
 
     @abstractmethod

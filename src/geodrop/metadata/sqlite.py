@@ -16,7 +16,7 @@ import concurrent.futures
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,12 +28,15 @@ from geodrop.metadata.base import (
     Delivery,
     InboxEntry,
     InboxStore,
+    RegionBeat,
     Tombstone,
     Transfer,
     TransferState,
     TransferStore,
+    UnitLinkLoad,
     Usage,
 )
+from geodrop.metadata.locks import KeyedLocks
 
 T = TypeVar("T")
 
@@ -334,9 +337,9 @@ class SqliteTransferStore(TransferStore):
 
     def __init__(self, path: Path) -> None:
         self._db = _Database(path, _TRANSFER_MIGRATIONS)
-        # One process owns an SQLite region, so its upload locks live here.
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._lock_users: dict[str, int] = {}  # holders and waiters of each lock
+        # One process owns an SQLite region, so its locks live here.
+        self._upload_locks = KeyedLocks()
+        self._sender_locks = KeyedLocks()
 
     async def create(self, transfer: Transfer) -> None:
         def insert(c: sqlite3.Connection) -> None:
@@ -546,25 +549,29 @@ class SqliteTransferStore(TransferStore):
 
     @asynccontextmanager
     async def upload_lock(self, transfer_id: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(transfer_id, asyncio.Lock())
-        # The lock may only be forgotten once nobody holds or awaits it: right after a
-        # release, a woken waiter has not yet taken it, and a newcomer must queue on the
-        # same lock rather than make a second one.
-        self._lock_users[transfer_id] = self._lock_users.get(transfer_id, 0) + 1
         try:
-            try:
-                await asyncio.wait_for(lock.acquire(), LOCK_WAIT_SECONDS)
-            except TimeoutError:
-                raise Locked("another request is writing this upload; retry shortly") from None
-            try:
+            async with self._upload_locks.hold(transfer_id, within=LOCK_WAIT_SECONDS):
                 yield
-            finally:
-                lock.release()
-        finally:
-            self._lock_users[transfer_id] -= 1
-            if not self._lock_users[transfer_id]:
-                del self._lock_users[transfer_id]
-                del self._locks[transfer_id]
+        except TimeoutError:
+            raise Locked("another request is writing this upload; retry shortly") from None
+
+    @asynccontextmanager
+    async def sender_lock(self, sender: str) -> AsyncIterator[None]:
+        async with self._sender_locks.hold(sender):
+            yield
+
+    @asynccontextmanager
+    async def try_exclusive(self, job: str) -> AsyncIterator[bool]:
+        # Only this process uses an SQLite region.
+        yield True
+
+    async def publish_link_loads(
+        self, unit: str, loads: Sequence[UnitLinkLoad], now: float
+    ) -> None:
+        return
+
+    async def other_units_link_loads(self, unit: str, fresh_after: float) -> list[UnitLinkLoad]:
+        return []
 
     async def close(self) -> None:
         await self._db.close()
@@ -589,6 +596,9 @@ class SqliteInboxStore(InboxStore):
 
     def __init__(self, path: Path) -> None:
         self._db = _Database(path, _INBOX_MIGRATIONS)
+        # One directory process uses an SQLite inbox: its listeners and heartbeats live here.
+        self._listeners: list[Callable[[str], None]] = []
+        self._beats: dict[str, RegionBeat] = {}
 
     async def add(self, entry: InboxEntry) -> InboxEntry:
         def insert(c: sqlite3.Connection) -> InboxEntry:
@@ -612,7 +622,10 @@ class SqliteInboxStore(InboxStore):
             ).fetchone()
             return _entry(row)
 
-        return await self._db.run(insert)
+        stored = await self._db.run(insert)
+        for changed in list(self._listeners):
+            changed(stored.receiver)
+        return stored
 
     async def list(self, receiver: str, after: int, limit: int) -> list[InboxEntry]:
         def select(c: sqlite3.Connection) -> list[InboxEntry]:
@@ -626,6 +639,22 @@ class SqliteInboxStore(InboxStore):
 
     async def remove(self, file_id: str) -> None:
         await self._db.run(lambda c: c.execute("DELETE FROM inbox WHERE file_id = ?", (file_id,)))
+
+    async def listen(self, changed: Callable[[str], None]) -> None:
+        self._listeners.append(changed)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._listeners.remove(changed)
+
+    async def record_heartbeat(
+        self, region: str, links: Sequence[dict[str, object]], now: float
+    ) -> None:
+        beats = self._beats[region].beats if region in self._beats else 0
+        self._beats[region] = RegionBeat(region, now, beats + 1, [*links])
+
+    async def heartbeats(self) -> Sequence[RegionBeat]:
+        return list(self._beats.values())
 
     async def close(self) -> None:
         await self._db.close()
