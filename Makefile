@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean bench
+.PHONY: run test lint typecheck unit clean bench system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# curl, aria2, PostgreSQL and Chromium from Debian when missing (the tests start real ones).
+system-deps:
+	bash scripts/install-system-deps.sh
+
+test: system-deps lint typecheck
 	$(BIN)/pytest
 
 # `make bench` (not part of `make test`): the benchmark suite of bench/, which writes

@@ -259,6 +259,16 @@ class DirectoryConfig:
     heartbeat_timeout_seconds: float
     # Directory processes serving together; more than one needs postgres metadata.
     instances: int = 1
+    # Users (token subjects) who may read the operator status (/status, /v1/status).
+    operators: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """What every process logs: one line per request (access log), as text or JSON."""
+
+    format: Literal["text", "json"] = "text"
+    access_log: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +282,16 @@ class ClusterConfig:
     limits: LimitsConfig
     heartbeat_interval_seconds: float
     tls: TlsConfig | None = None
+    # Web origins allowed to call the access units and links from a browser (CORS);
+    # empty: the directory's own URL, which serves the web client.
+    web_origins: tuple[str, ...] = ()
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = field(default=None, compare=False)
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Origins a browser may call geodrop's APIs from (CORS)."""
+        return self.web_origins or (_origin(self.directory.url),)
 
     def region(self, name: str) -> RegionConfig:
         """The region called ``name``.
@@ -420,6 +439,21 @@ def _url(table: _Table, name: str) -> str:
     return text
 
 
+def _origin(url: str) -> str:
+    """The web origin (scheme://host[:port]) of an http(s) URL."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _origin_value(table: _Table, name: str, text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"{table.key(name)}: expected an origin like https://app.example, got {text!r}"
+        )
+    return _origin(text)
+
+
 def _network(table: _Table, name: str, text: str) -> Network:
     try:
         return ipaddress.ip_network(text, strict=False)
@@ -554,6 +588,7 @@ def _parse_directory(table: _Table) -> DirectoryConfig:
         metadata=metadata,
         heartbeat_timeout_seconds=table.number("heartbeat_timeout_seconds", 10.0),
         instances=instances,
+        operators=table.string_list("operators"),
     )
     table.finish()
     return directory
@@ -686,6 +721,19 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         tls.server_context()
         tls.client_context()
     geo = _parse_geo(root.table("geo"), set(names))
+    web_origins = tuple(
+        _origin_value(root, f"web_origins[{i}]", text)
+        for i, text in enumerate(root.string_list("web_origins"))
+    )
+    logging_table = root.table("logging", required=False)
+    log_format = logging_table.string("format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"{logging_table.key('format')}: must be text or json")
+    logging = LoggingConfig(
+        format="json" if log_format == "json" else "text",
+        access_log=logging_table.boolean("access_log", True),
+    )
+    logging_table.finish()
     config = ClusterConfig(
         directory=directory,
         regions=regions,
@@ -694,6 +742,8 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         limits=limits,
         heartbeat_interval_seconds=root.number("heartbeat_interval_seconds", 2.0),
         tls=tls,
+        web_origins=web_origins,
+        logging=logging,
     )
     root.finish()
     if config.heartbeat_interval_seconds >= directory.heartbeat_timeout_seconds:
@@ -729,5 +779,7 @@ def load_config(path: Path) -> ClusterConfig:
         limits=config.limits,
         heartbeat_interval_seconds=config.heartbeat_interval_seconds,
         tls=config.tls,
+        web_origins=config.web_origins,
+        logging=config.logging,
         source=path.resolve(),
     )

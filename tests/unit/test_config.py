@@ -256,6 +256,9 @@ BAD_CONFIGS: list[tuple[str, Callable[[Document], None], str]] = [
         "regions[0].metadata.dsn",
     ),
     ("two units on local storage", _set("regions.0.access_units", 2), "regions[0].access_units"),
+    ("origin with a path", _set("web_origins", ["https://a.example/app"]), "web_origins[0]"),
+    ("log format", _set("logging", {"format": "xml"}), "logging.format"),
+    ("operators not a list", _set("directory.operators", "ops"), "directory.operators"),
     ("two directories on sqlite", _set("directory.instances", 2), "directory.instances"),
     (
         "directory database and metadata",
@@ -438,3 +441,10 @@ def test_s3_and_postgres_sections_parse(document: Document) -> None:
     assert north.access_units == 3
     assert config.directory.metadata == PostgresMetadataConfig("postgresql://g@db/dir")
     assert config.directory.instances == 2
+
+
+def test_web_origins_default_to_the_directory(example: ClusterConfig, document: Document) -> None:
+    assert example.allowed_origins == ("http://127.0.0.1:7700",)
+    document["web_origins"] = ["https://chat.example/", "http://127.0.0.1:8080"]
+    config = parse_config(document, Path("/etc/geodrop"))
+    assert config.allowed_origins == ("https://chat.example", "http://127.0.0.1:8080")

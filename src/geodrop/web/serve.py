@@ -21,6 +21,7 @@ async def serve(
     name: str,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve ``app`` on every address until SIGINT or SIGTERM, then shut down cleanly.
 
@@ -29,6 +30,8 @@ async def serve(
         addresses: where to listen; every one serves the same application.
         name: the server's name in logs and in the ``ready`` line.
         ssl_context: serve HTTPS with this context on every address (plain HTTP if None).
+        reuse_port: bind with SO_REUSEPORT, so several processes serving the same
+            application share the addresses and the kernel spreads connections among them.
     """
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
@@ -39,7 +42,12 @@ async def serve(
     try:
         for address in addresses:
             site = web.TCPSite(
-                runner, address.host, address.port, reuse_address=True, ssl_context=ssl_context
+                runner,
+                address.host,
+                address.port,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
+                ssl_context=ssl_context,
             )
             await site.start()
         logger.info(
