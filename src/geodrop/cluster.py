@@ -19,13 +19,26 @@ STOP_GRACE_SECONDS: Final = 10.0
 
 
 def role_commands(config: ClusterConfig, config_path: Path) -> list[tuple[str, list[str]]]:
-    """The command line of each process of the cluster, by name."""
+    """The command line of each process of the cluster, by name.
+
+    A directory with ``instances = N`` and a region with ``access_units = N`` get N
+    processes each; they share their addresses (SO_REUSEPORT) and their state (PostgreSQL).
+    """
     base = [sys.executable, "-m", "geodrop", "--config", str(config_path)]
-    commands = [("directory", [*base, "directory"])]
+    commands = [
+        (_numbered("directory", i), [*base, "directory"])
+        for i in range(config.directory.instances)
+    ]
     commands += [
-        (f"fileserver {r.name}", [*base, "fileserver", "--region", r.name]) for r in config.regions
+        (_numbered(f"fileserver {r.name}", i), [*base, "fileserver", "--region", r.name])
+        for r in config.regions
+        for i in range(r.access_units)
     ]
     return commands
+
+
+def _numbered(name: str, index: int) -> str:
+    return name if index == 0 else f"{name}#{index + 1}"
 
 
 def run_cluster(config: ClusterConfig, config_path: Path) -> int:

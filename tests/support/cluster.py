@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +76,18 @@ class ExtraLink:
     capacity_mbps: float = 1000.0
 
 
+@dataclass(frozen=True)
+class RegionLayout:
+    """Where one region keeps files and metadata, and how many access units serve it.
+
+    The tables are TOML inline tables, e.g. ``{ kind = "s3", endpoint_url = "…", … }``.
+    """
+
+    storage: str
+    metadata: str
+    access_units: int = 1
+
+
 @dataclass
 class Cluster:
     """A cluster's configuration on disk and its running processes."""
@@ -90,6 +102,11 @@ class Cluster:
     keys_toml: str = ""
     # HTTPS on every listener with this certificate (valid for every address of ``hosts``).
     tls: TlsFiles | None = None
+    # Regions not named here keep files on local FS and metadata in SQLite, one unit each.
+    layouts: Mapping[str, RegionLayout] = field(default_factory=dict)
+    # The directory's metadata table (TOML inline table); None: SQLite.
+    directory_metadata: str | None = None
+    directory_instances: int = 1
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -140,7 +157,11 @@ class Cluster:
             f"heartbeat_interval_seconds = {self.heartbeat_interval}\n",
             "[directory]\n",
             f'url = "{self.directory_url}"\nlisten = "127.0.0.1:{p}"\n',
-            'database = "directory/inbox.sqlite3"\n',
+            (
+                f"metadata = {self.directory_metadata}\ninstances = {self.directory_instances}\n"
+                if self.directory_metadata
+                else 'database = "directory/inbox.sqlite3"\n'
+            ),
             f"heartbeat_timeout_seconds = {self.heartbeat_timeout}\n",
             f'[keys]\nuser_token = "{USER_KEY}"\npeer = "{PEER_KEY}"\nurl_signing = "{URL_KEY}"\n',
             self.keys_toml,
@@ -156,11 +177,12 @@ class Cluster:
                 )
         for name, r, fallback in REGIONS:
             fb = ", ".join(f'"{f}"' for f in fallback)
+            layout = self.layout(name)
             out.append(
                 f'[[regions]]\nname = "{name}"\naccess_url = "{self.access_url(name)}"\n'
                 f'listen = "127.{r}.0.1:{p}"\nfallback = [{fb}]\n'
-                f'storage = {{ kind = "local", path = "{name}/blobs" }}\n'
-                f'metadata = {{ kind = "sqlite", path = "{name}/metadata.sqlite3" }}\n'
+                f"storage = {layout.storage}\nmetadata = {layout.metadata}\n"
+                f"access_units = {layout.access_units}\n"
             )
             for carrier, c in CARRIERS:
                 out.append(
@@ -175,6 +197,17 @@ class Cluster:
                         f"capacity_mbps = {link.capacity_mbps}\n"
                     )
         return "".join(out) + self.extra_toml
+
+    def layout(self, region: str) -> RegionLayout:
+        return self.layouts.get(region) or RegionLayout(
+            storage=f'{{ kind = "local", path = "{region}/blobs" }}',
+            metadata=f'{{ kind = "sqlite", path = "{region}/metadata.sqlite3" }}',
+        )
+
+    def units(self, name: str) -> list[str]:
+        """Process names of ``directory`` or of a region's access units: north, north#2, …"""
+        count = self.directory_instances if name == "directory" else self.layout(name).access_units
+        return [name if i == 0 else f"{name}#{i + 1}" for i in range(count)]
 
     def tls_toml(self, ca_file: Path | None = None) -> str:
         """The ``[tls]`` table (empty without TLS); ``ca_file`` replaces the cluster's CA."""
@@ -193,39 +226,53 @@ class Cluster:
     def start(self, name: str, *, config: Path | None = None) -> None:
         """Start ``directory`` or a region's file server and wait until it answers.
 
+        ``name`` may number one of several units: ``north#2`` is north's second access unit.
         ``config`` runs the process from another configuration file than the cluster's.
         """
-        role = ["directory"] if name == "directory" else ["fileserver", "--region", name]
-        with (self.root / f"{name}.log").open("ab") as log:
+        role_name = name.partition("#")[0]
+        role = ["directory"] if role_name == "directory" else ["fileserver", "--region", role_name]
+        log_path = self.root / f"{name}.log"
+        ready_lines = log_path.read_bytes().count(b" ready\n") if log_path.exists() else 0
+        with log_path.open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 self.command(*role, config=config),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=dict(os.environ),
             )
-        url = self.directory_url if name == "directory" else self.access_url(name)
-        self._wait_healthy(name, url + "/healthz")
+        url = self.directory_url if role_name == "directory" else self.access_url(role_name)
+        self._wait_healthy(name, url + "/healthz", log_path, ready_lines)
 
-    def _wait_healthy(self, name: str, url: str, timeout: float = 20.0) -> None:
+    def _wait_healthy(
+        self, name: str, url: str, log_path: Path, ready_lines: int, timeout: float = 30.0
+    ) -> None:
+        """Wait for the process's own "ready" line, then for its address to answer.
+
+        Units sharing an address (SO_REUSEPORT) would let an older unit answer for a new
+        one: the ready line is what proves this process listens.
+        """
         deadline = time.monotonic() + timeout
         context = self.ssl_context()
         while time.monotonic() < deadline:
             process = self.processes[name]
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.log(name)}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(url, timeout=1, context=context) as answer,  # noqa: S310 - loopback
-            ):
-                if answer.status == 200:
-                    return
+            if log_path.read_bytes().count(b" ready\n") > ready_lines:
+                with (
+                    contextlib.suppress(OSError),
+                    urllib.request.urlopen(url, timeout=1, context=context) as answer,  # noqa: S310 - loopback
+                ):
+                    if answer.status == 200:
+                        return
             time.sleep(0.05)
         raise RuntimeError(f"{name} did not become healthy: {self.log(name)}")
 
     def start_all(self) -> None:
-        self.start("directory")
+        for unit in self.units("directory"):
+            self.start(unit)
         for name, _, _ in REGIONS:
-            self.start(name)
+            for unit in self.units(name):
+                self.start(unit)
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
         process = self.processes.pop(name)

@@ -113,6 +113,7 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
         "heartbeats": background.heartbeats,
         "announcements": background.announcements,
         "expiry": background.expiry,
+        "link loads": background.link_load_sharing,
     }
     tasks = [
         asyncio.create_task(_supervised(name, partial(loop, server)), name=name)
@@ -143,4 +144,5 @@ async def run_file_server(config: ClusterConfig, region_name: str) -> None:
         listen_addresses(server),
         f"fileserver {region_name}",
         ssl_context=ssl_context,
+        reuse_port=server.region.access_units > 1,
     )

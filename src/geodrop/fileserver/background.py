@@ -22,6 +22,10 @@ ANNOUNCE_RETRY_SECONDS: Final = 2.0
 # How often the directory is told what may have been missed; limits.sweep_interval_seconds
 # (same default) says how often expired transfers are looked for.
 SWEEP_SECONDS: Final = 30.0
+# How often access units sharing a region exchange link figures, at most; figures older
+# than this many intervals belong to a unit that stopped and are ignored.
+LINK_SHARE_SECONDS: Final = 0.5
+LINK_LOADS_FRESH_INTERVALS: Final = 4
 
 
 async def heartbeats(server: FileServer) -> None:
@@ -119,7 +123,28 @@ async def announcements(server: FileServer) -> None:
 
 
 async def expiry(server: FileServer) -> None:
-    """Delete, data and metadata, every transfer past its upload expiry or retention."""
+    """Delete, data and metadata, every transfer past its upload expiry or retention.
+
+    Of several access units sharing the region's metadata, one sweeps at a time.
+    (Inbox announcements, by contrast, go out from whichever unit completed the upload:
+    the directory takes them idempotently, and waiting for another unit would delay them.)
+    """
     while True:
-        await retention.sweep(server, time.time())
+        async with server.transfers.try_exclusive("expiry") as mine:
+            if mine:
+                await retention.sweep(server, time.time())
         await asyncio.sleep(server.config.limits.sweep_interval_seconds)
+
+
+async def link_load_sharing(server: FileServer) -> None:
+    """Publish this unit's link figures and take in the other units' ones, several times a
+    heartbeat, so every access unit of the region chooses links by the region's load."""
+    interval = min(LINK_SHARE_SECONDS, server.config.heartbeat_interval_seconds)
+    while True:
+        now = time.time()
+        await server.transfers.publish_link_loads(server.unit, server.meters.own_loads(), now)
+        others = await server.transfers.other_units_link_loads(
+            server.unit, now - LINK_LOADS_FRESH_INTERVALS * interval
+        )
+        server.meters.set_other_units(others)
+        await asyncio.sleep(interval)

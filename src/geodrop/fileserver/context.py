@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -30,6 +32,8 @@ class FileServer:
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
     # Set when an upload completes, so inbox announcements go out at once.
     announce_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # This access unit's name among the region's units (they share link figures by it).
+    unit: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @property
     def url_key(self) -> bytes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from geodrop.config import LinkConfig
+from geodrop.metadata.base import UnitLinkLoad
 from geodrop.protocol.linkchoice import LinkLoad
 
 # How quickly the byte-rate average forgets: a burst counts for about this long.
@@ -43,10 +44,15 @@ class _Meter:
         self.decayed_bytes += nbytes
         self.updated_at = now
 
-    def load(self, now: float) -> float:
+    def load(self, now: float, others: UnitLinkLoad | None = None) -> float:
+        """Utilisation of the link's capacity, counting the other access units' figures too."""
+        rate = self.rate_bytes_per_second(now)
+        active = self.active
+        if others is not None:
+            rate += others.rate_bytes_per_second
+            active += others.active_transfers
         capacity_bps = self.config.capacity_mbps * 125_000
-        utilisation = self.rate_bytes_per_second(now) / capacity_bps
-        return utilisation + self.active * NOMINAL_TRANSFER_MBPS / self.config.capacity_mbps
+        return rate / capacity_bps + active * NOMINAL_TRANSFER_MBPS / self.config.capacity_mbps
 
 
 def _canonical(host: str) -> str:
@@ -72,7 +78,13 @@ class LinkReport:
 
 
 class LinkMeters:
-    """Load figures of every link of one file server."""
+    """Load figures of every link of one file server.
+
+    Several access-unit processes may serve one region's links together; each counts
+    its own transfers and publishes them through the shared metadata, and
+    :meth:`set_other_units` adds the others' figures, so link choice, heartbeats and
+    the status endpoint all see the region as one.
+    """
 
     def __init__(
         self, links: tuple[LinkConfig, ...], clock: Callable[[], float] = time.monotonic
@@ -82,6 +94,25 @@ class LinkMeters:
             (_canonical(link.listen.host), link.listen.port): link.name for link in links
         }
         self._clock = clock
+        self._others: dict[str, UnitLinkLoad] = {}
+
+    def set_other_units(self, loads: list[UnitLinkLoad]) -> None:
+        """The other access units' latest figures, per link (replacing the previous ones)."""
+        self._others = {load.link: load for load in loads if load.link in self._meters}
+
+    def own_loads(self) -> list[UnitLinkLoad]:
+        """This process's own figures, to publish for the region's other access units."""
+        now = self._clock()
+        return [
+            UnitLinkLoad(
+                link=name,
+                active_transfers=m.active,
+                rate_bytes_per_second=m.rate_bytes_per_second(now),
+                bytes_sent=m.bytes_sent,
+                bytes_received=m.bytes_received,
+            )
+            for name, m in self._meters.items()
+        ]
 
     def link_at(self, sockname: object) -> str | None:
         """The link a connection arrived on, from the socket's local address."""
@@ -119,22 +150,33 @@ class LinkMeters:
     def loads(self) -> list[LinkLoad]:
         now = self._clock()
         return [
-            LinkLoad(m.config.name, m.config.carrier, m.config.capacity_mbps, m.load(now))
-            for m in self._meters.values()
+            LinkLoad(
+                m.config.name,
+                m.config.carrier,
+                m.config.capacity_mbps,
+                m.load(now, self._others.get(name)),
+            )
+            for name, m in self._meters.items()
         ]
 
     def reports(self) -> list[LinkReport]:
+        """Every link's figures for the whole region (this unit's plus the others')."""
         now = self._clock()
-        return [
-            LinkReport(
-                name=m.config.name,
-                carrier=m.config.carrier,
-                capacity_mbps=m.config.capacity_mbps,
-                load=round(m.load(now), 6),
-                active_transfers=m.active,
-                rate_bytes_per_second=round(m.rate_bytes_per_second(now), 1),
-                bytes_sent=m.bytes_sent,
-                bytes_received=m.bytes_received,
+        reports = []
+        for name, m in self._meters.items():
+            others = self._others.get(name) or UnitLinkLoad(name, 0, 0.0, 0, 0)
+            reports.append(
+                LinkReport(
+                    name=m.config.name,
+                    carrier=m.config.carrier,
+                    capacity_mbps=m.config.capacity_mbps,
+                    load=round(m.load(now, others), 6),
+                    active_transfers=m.active + others.active_transfers,
+                    rate_bytes_per_second=round(
+                        m.rate_bytes_per_second(now) + others.rate_bytes_per_second, 1
+                    ),
+                    bytes_sent=m.bytes_sent + others.bytes_sent,
+                    bytes_received=m.bytes_received + others.bytes_received,
+                )
             )
-            for m in self._meters.values()
-        ]
+        return reports

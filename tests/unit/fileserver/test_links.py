@@ -12,6 +12,7 @@ from geodrop.fileserver.links import (
     RATE_TIME_CONSTANT_SECONDS,
     LinkMeters,
 )
+from geodrop.metadata.base import UnitLinkLoad
 
 TAU = RATE_TIME_CONSTANT_SECONDS
 BYTES_PER_MBPS = 125_000  # 1 Mbit/s is 125,000 bytes/s
@@ -222,3 +223,39 @@ def test_link_at_matches_any_spelling_of_an_ipv6_listen_address() -> None:
     assert meters.link_at(("0:0:0:0:0:0:0:1", 7701)) == "v6"
     assert meters.link_at(("::ffff:127.1.1.1", 7701)) == "v4"
     assert meters.link_at(("not-an-address", 7701)) is None
+
+
+def test_other_units_figures_add_to_the_region_view(meters: LinkMeters) -> None:
+    with meters.transfer("telecom"):
+        meters.received("telecom", 1000)
+        own = {load.link: load for load in meters.own_loads()}
+        meters.set_other_units(
+            [
+                UnitLinkLoad("telecom", 4, 2_000_000.0, 10, 20),
+                UnitLinkLoad("gone-link", 9, 9.0, 9, 9),  # a link this unit does not have
+            ]
+        )
+
+        report = {r.name: r for r in meters.reports()}["telecom"]
+        assert own["telecom"].active_transfers == 1
+        assert report.active_transfers == 5
+        assert report.bytes_received == 1020
+        assert report.bytes_sent == 10
+        assert report.rate_bytes_per_second == pytest.approx(
+            own["telecom"].rate_bytes_per_second + 2_000_000.0, abs=0.1
+        )
+        expected = (
+            report.rate_bytes_per_second / (1000 * BYTES_PER_MBPS)
+            + 5 * NOMINAL_TRANSFER_MBPS / 1000
+        )
+        assert load_of(meters, "telecom") == pytest.approx(expected, rel=1e-6)
+        # What this unit publishes stays its own.
+        assert {load.link: load for load in meters.own_loads()}["telecom"].active_transfers == 1
+
+
+def test_a_busy_other_unit_steers_choice_away_from_its_link(meters: LinkMeters) -> None:
+    assert load_of(meters, "telecom") == 0.0
+    meters.set_other_units([UnitLinkLoad("telecom", 3, 0.0, 0, 0)])
+    assert load_of(meters, "telecom") == pytest.approx(3 * NOMINAL_TRANSFER_MBPS / 1000)
+    meters.set_other_units([])
+    assert load_of(meters, "telecom") == 0.0
