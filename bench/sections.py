@@ -18,4 +18,5 @@ SECTIONS: Final = (
     ("smallfiles", "bench.smallfiles"),
     ("memory", "bench.memory"),
     ("simulation", "bench.simulation"),
+    ("metadata", "bench.metadata"),
 )

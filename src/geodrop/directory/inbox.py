@@ -4,36 +4,61 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any, Final
 
 from geodrop.errors import BadRequest, NotFound
-from geodrop.metadata.base import InboxEntry, InboxStore
+from geodrop.metadata.base import ANY_RECEIVER, InboxEntry, InboxStore
 from geodrop.protocol import usertokens
 from geodrop.protocol.fileid import parse_file_id
+
+logger = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS: Final = 60.0
 PAGE_SIZE: Final = 100
 
 
 class Inboxes:
-    """The inbox service: durable entries, and wake-ups for receivers waiting on them."""
+    """The inbox service: durable entries, and wake-ups for receivers waiting on them.
+
+    Waiters are woken by the store's notifications (:meth:`listen`), so an entry that a
+    file server announced to another directory process sharing the store wakes them too.
+    """
 
     def __init__(self, store: InboxStore) -> None:
         self.store = store
-        self._changed = asyncio.Condition()
+        # Per receiver, one event for each request waiting on that receiver's inbox.
+        self._waiting: dict[str, set[asyncio.Event]] = {}
         self.closing = False
+
+    def changed(self, receiver: str) -> None:
+        """Wake every request waiting on ``receiver``'s inbox (``ANY_RECEIVER``: on any)."""
+        if receiver == ANY_RECEIVER:
+            groups = list(self._waiting.values())
+        else:
+            groups = [self._waiting.get(receiver, set())]
+        for events in groups:
+            for event in events:
+                event.set()
+
+    async def listen(self) -> None:
+        """Wake waiters whenever any process adds an entry; runs until cancelled."""
+        try:
+            await self.store.listen(self.changed)
+        except Exception:
+            logger.exception("inbox notifications stopped: only this process's adds wake waiters")
+            raise
 
     async def close_waiters(self) -> None:
         """Release every waiting receiver at once (the directory is shutting down)."""
         self.closing = True
-        async with self._changed:
-            self._changed.notify_all()
+        self.changed(ANY_RECEIVER)
 
     async def add(self, entry: InboxEntry) -> InboxEntry:
         stored = await self.store.add(entry)
-        async with self._changed:
-            self._changed.notify_all()
+        # At once, without waiting for the store's notification to come round.
+        self.changed(stored.receiver)
         return stored
 
     async def remove(self, file_id: str) -> None:
@@ -45,14 +70,24 @@ class Inboxes:
     ) -> list[InboxEntry]:
         """Entries after ``after``; if none, wait up to ``wait_seconds`` for one (long-poll)."""
         deadline = time.monotonic() + min(wait_seconds, MAX_WAIT_SECONDS)
-        while True:
-            entries = await self.store.list(receiver, after, PAGE_SIZE)
-            remaining = deadline - time.monotonic()
-            if entries or remaining <= 0 or self.closing:
-                return entries
-            async with self._changed:
+        woken = asyncio.Event()
+        waiters = self._waiting.setdefault(receiver, set())
+        waiters.add(woken)
+        try:
+            while True:
+                # Cleared before reading: an entry added while the read runs wakes the
+                # wait that follows it.
+                woken.clear()
+                entries = await self.store.list(receiver, after, PAGE_SIZE)
+                remaining = deadline - time.monotonic()
+                if entries or remaining <= 0 or self.closing:
+                    return entries
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    await asyncio.wait_for(woken.wait(), remaining)
+        finally:
+            waiters.discard(woken)
+            if not waiters and self._waiting.get(receiver) is waiters:
+                del self._waiting[receiver]
 
 
 def entry_json(entry: InboxEntry) -> dict[str, Any]:

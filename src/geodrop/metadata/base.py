@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 
 class TransferState(StrEnum):
@@ -239,6 +240,10 @@ class TransferStore(ABC):
         """Release the store."""
 
 
+# What :meth:`InboxStore.listen` passes when any receiver's inbox may have changed.
+ANY_RECEIVER: Final = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class InboxEntry:
     """One file waiting for one receiver."""
@@ -272,7 +277,12 @@ class InboxStore(ABC):
     @abstractmethod
     async def listen(self, changed: Callable[[str], None]) -> None:
         """Call ``changed(receiver)`` whenever an entry is added for ``receiver`` by this
-        or any other process sharing the store; runs until cancelled."""
+        or any other process sharing the store; runs until cancelled.
+
+        ``changed(ANY_RECEIVER)`` means "any receiver may have new entries": a store
+        whose notifications can be lost (a dropped database connection) calls it once it
+        listens again, and every waiter must then look again.
+        """
 
     @abstractmethod
     async def record_heartbeat(

@@ -1,8 +1,9 @@
-"""Tests of the metadata stores, run against the SQLite backend.
+"""Tests of the metadata stores, run against every backend: SQLite and PostgreSQL.
 
 The tests use only the ``TransferStore``/``InboxStore`` interfaces through the
-``transfer_store``/``inbox_store`` fixtures; another backend joins by adding a
-parameter to ``backend`` and its opener to ``_OPENERS``.
+``transfer_store``/``inbox_store`` fixtures; the PostgreSQL cases run on a real server
+(each on a database of its own) and carry the ``postgres`` mark. What matters only when
+several processes share a PostgreSQL database is in ``test_postgres_shared.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import geodrop.metadata.postgres_transfers
 import geodrop.metadata.sqlite
 from geodrop.errors import Locked
 from geodrop.metadata.base import (
@@ -26,6 +28,8 @@ from geodrop.metadata.base import (
     TransferStore,
     Usage,
 )
+from geodrop.metadata.postgres_inbox import PostgresInboxStore
+from geodrop.metadata.postgres_transfers import PostgresTransferStore
 from geodrop.metadata.sqlite import SqliteInboxStore, SqliteTransferStore
 
 NOW = 1_700_000_000.0
@@ -38,33 +42,38 @@ TransferOpener = Callable[[], TransferStore]
 InboxOpener = Callable[[], InboxStore]
 
 
-def _sqlite_openers(folder: Path) -> tuple[TransferOpener, InboxOpener]:
-    return (
-        lambda: SqliteTransferStore(folder / "region" / "metadata.sqlite3"),
-        lambda: SqliteInboxStore(folder / "directory" / "inbox.sqlite3"),
-    )
-
-
-_OPENERS: dict[str, Callable[[Path], tuple[TransferOpener, InboxOpener]]] = {
-    "sqlite": _sqlite_openers,
-}
-
-
-@pytest.fixture(params=sorted(_OPENERS))
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
 
 
 @pytest.fixture
-def open_transfer_store(backend: str, tmp_path: Path) -> TransferOpener:
-    """Opens the same transfer store again each call (to test persistence)."""
-    return _OPENERS[backend](tmp_path)[0]
+def openers(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[TransferOpener, InboxOpener]:
+    """Open the same stores again each call (to test persistence)."""
+    if backend == "sqlite":
+        return (
+            lambda: SqliteTransferStore(tmp_path / "region" / "metadata.sqlite3"),
+            lambda: SqliteInboxStore(tmp_path / "directory" / "inbox.sqlite3"),
+        )
+    # Asked for only here, so that the SQLite cases never start a PostgreSQL server.
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return (
+        lambda: PostgresTransferStore(dsn, pool_size=4),
+        lambda: PostgresInboxStore(dsn, pool_size=4),
+    )
 
 
 @pytest.fixture
-def open_inbox_store(backend: str, tmp_path: Path) -> InboxOpener:
-    return _OPENERS[backend](tmp_path)[1]
+def open_transfer_store(openers: tuple[TransferOpener, InboxOpener]) -> TransferOpener:
+    return openers[0]
+
+
+@pytest.fixture
+def open_inbox_store(openers: tuple[TransferOpener, InboxOpener]) -> InboxOpener:
+    return openers[1]
 
 
 @pytest.fixture
@@ -85,8 +94,8 @@ async def inbox_store(open_inbox_store: InboxOpener) -> AsyncIterator[InboxStore
 def short_lock_wait(backend: str, monkeypatch: pytest.MonkeyPatch) -> float:
     """Make a blocked upload_lock give up after this many seconds."""
     wait = 0.05
-    if backend == "sqlite":
-        monkeypatch.setattr(geodrop.metadata.sqlite, "LOCK_WAIT_SECONDS", wait)
+    module = {"sqlite": geodrop.metadata.sqlite, "postgres": geodrop.metadata.postgres_transfers}
+    monkeypatch.setattr(module[backend], "LOCK_WAIT_SECONDS", wait)
     return wait
 
 

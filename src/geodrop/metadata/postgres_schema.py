@@ -1,0 +1,94 @@
+"""The PostgreSQL schemas of a region's transfers and of the directory, as migrations.
+
+A migration is the statements that upgrade a component's tables from the version before
+it; ``schema_version`` records each component's version. Never change a released
+migration: add the next one. The tables mirror SQLite's (:mod:`geodrop.metadata.sqlite`)
+with PostgreSQL's types: times are epoch seconds in ``DOUBLE PRECISION``, sizes
+``BIGINT``, JSON ``JSONB``, lists of receivers ``TEXT[]``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+Migration = tuple[str, ...]
+
+TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
+    # 1: transfers, their deliveries, tombstones of retired ones, and the link figures
+    # each access unit publishes.
+    (
+        """CREATE TABLE transfers (
+            id TEXT PRIMARY KEY,
+            sender TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            sha256 TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            state TEXT NOT NULL,
+            completed_at DOUBLE PRECISION,
+            content_type TEXT NOT NULL,
+            tus_metadata JSONB NOT NULL,
+            downloads INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE deliveries (
+            transfer_id TEXT NOT NULL REFERENCES transfers(id) ON DELETE CASCADE,
+            receiver TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            announced BOOLEAN NOT NULL DEFAULT FALSE,
+            received_at DOUBLE PRECISION,
+            PRIMARY KEY (transfer_id, receiver)
+        )""",
+        "CREATE INDEX transfers_expiry ON transfers (expires_at)",
+        "CREATE INDEX transfers_sender ON transfers (sender, created_at)",
+        "CREATE INDEX deliveries_unannounced ON deliveries (transfer_id) WHERE NOT announced",
+        """CREATE TABLE tombstones (
+            id TEXT PRIMARY KEY,
+            sender TEXT NOT NULL,
+            receivers TEXT[] NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expired_at DOUBLE PRECISION NOT NULL,
+            inbox_pending BOOLEAN NOT NULL DEFAULT FALSE
+        )""",
+        "CREATE INDEX tombstones_expired ON tombstones (expired_at)",
+        "CREATE INDEX tombstones_sender ON tombstones (sender, created_at)",
+        "CREATE INDEX tombstones_inbox_pending ON tombstones (expired_at) WHERE inbox_pending",
+        # Rewritten every few seconds by every access unit and worthless after a crash:
+        # unlogged (no WAL, emptied by crash recovery).
+        """CREATE UNLOGGED TABLE unit_link_loads (
+            unit TEXT NOT NULL,
+            link TEXT NOT NULL,
+            active_transfers INTEGER NOT NULL,
+            rate_bytes_per_second DOUBLE PRECISION NOT NULL,
+            bytes_sent BIGINT NOT NULL,
+            bytes_received BIGINT NOT NULL,
+            published_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (unit, link)
+        )""",
+    ),
+)
+
+INBOX_MIGRATIONS: Final[tuple[Migration, ...]] = (
+    # 1: the inboxes, and every region's last heartbeat.
+    (
+        """CREATE TABLE inbox (
+            cursor BIGSERIAL PRIMARY KEY,
+            receiver TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            sha256 TEXT NOT NULL,
+            region TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            UNIQUE (file_id, receiver)
+        )""",
+        "CREATE INDEX inbox_receiver ON inbox (receiver, cursor)",
+        """CREATE TABLE region_heartbeats (
+            region TEXT PRIMARY KEY,
+            last_beat DOUBLE PRECISION NOT NULL,
+            beats BIGINT NOT NULL,
+            links JSONB NOT NULL
+        )""",
+    ),
+)
