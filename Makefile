@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean bench system-deps
+.PHONY: run test lint typecheck unit clean bench system-deps web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The web client's tus-js-client, from npm at the version web/package-lock.json pins,
+# copied into the folder the directory serves (npm from Debian when missing).
+WEB_ASSET := src/geodrop/directory/static/tus.min.js
+$(WEB_ASSET): web/package.json web/package-lock.json
+	bash scripts/build-web.sh
+
+web: $(WEB_ASSET)
+
+run: $(STAMP) web
 	@cat examples/demo.txt
 	$(BIN)/geodrop cluster --config examples/dev-cluster.toml
 
@@ -27,7 +35,7 @@ typecheck: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: system-deps lint typecheck
+test: system-deps web lint typecheck
 	$(BIN)/pytest
 
 # `make bench` (not part of `make test`): the benchmark suite of bench/, which writes
@@ -44,3 +52,4 @@ bench: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf web/node_modules $(WEB_ASSET) src/geodrop/directory/static/tus-js-client-LICENSE.txt test-output

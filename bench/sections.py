@@ -19,4 +19,5 @@ SECTIONS: Final = (
     ("memory", "bench.memory"),
     ("simulation", "bench.simulation"),
     ("metadata", "bench.metadata"),
+    ("s3", "bench.s3upload"),
 )

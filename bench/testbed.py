@@ -89,6 +89,9 @@ class Cluster:
     # to compare a change with what it replaces).
     env: Mapping[str, str] = field(default_factory=dict)
     label: str = "geodrop"  # process names: LABEL-directory, LABEL-north, …
+    # A region's storage as a TOML inline table (e.g. ``{ kind = "s3", … }``); regions
+    # not named keep files on the local file system.
+    storage: Mapping[str, str] = field(default_factory=dict)
     started: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -145,7 +148,7 @@ class Cluster:
             out.append(
                 f'[[regions]]\nname = "{name}"\naccess_url = "{self.access_url(name)}"\n'
                 f'listen = "127.{r}.0.1:{p}"\nfallback = [{fb}]\n'
-                f'storage = {{ kind = "local", path = "{name}/blobs" }}\n'
+                f"storage = {self.storage.get(name, self._local_storage(name))}\n"
                 f'metadata = {{ kind = "sqlite", path = "{name}/metadata.sqlite3" }}\n'
             )
             for carrier, c in CARRIERS:
@@ -154,6 +157,10 @@ class Cluster:
                     f'url = "http://127.{r}.{c}.1:{p}"\nlisten = "127.{r}.{c}.1:{p}"\n'
                 )
         return "".join(out)
+
+    @staticmethod
+    def _local_storage(region: str) -> str:
+        return f'{{ kind = "local", path = "{region}/blobs" }}'
 
     def start(self, names: Sequence[str] = ("directory", "north", "east", "south")) -> None:
         """Start the directory and file servers named, each once it answers /healthz."""

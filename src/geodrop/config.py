@@ -282,16 +282,18 @@ class ClusterConfig:
     limits: LimitsConfig
     heartbeat_interval_seconds: float
     tls: TlsConfig | None = None
-    # Web origins allowed to call the access units and links from a browser (CORS);
-    # empty: the directory's own URL, which serves the web client.
+    # More web origins allowed to call the access units and links from a browser (CORS),
+    # besides the directory's own, which serves the web client.
     web_origins: tuple[str, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = field(default=None, compare=False)
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:
-        """Origins a browser may call geodrop's APIs from (CORS)."""
-        return self.web_origins or (_origin(self.directory.url),)
+        """Origins a browser may call geodrop's APIs from (CORS): the directory's, which
+        serves the web client, and ``web_origins``."""
+        own = _origin(self.directory.url)
+        return (own, *(origin for origin in self.web_origins if origin != own))
 
     def region(self, name: str) -> RegionConfig:
         """The region called ``name``.

@@ -87,7 +87,9 @@ async def test_killed_send_resumes_with_only_the_rest(
     alice = CliUser(
         cluster, tmp_path / "home", user_token("alice"), client_address("north", "telecom")
     )
-    send = ("send", str(big_file.path), "--to", unique_user("bob"), "--json")
+    # One upload: a parallel send (the default at this size) resumes piece by piece,
+    # test_concatenation.py's test_killed_parallel_send_resumes_each_partial_upload.
+    send = ("send", str(big_file.path), "--to", unique_user("bob"), "--json", "--parallel", "1")
     received_before = await counter(cluster, "north", "bytes_received")
 
     async with started(alice.command(*send), alice.env) as first:

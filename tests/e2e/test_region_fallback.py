@@ -40,9 +40,10 @@ async def _locate_until(
     return answer, time.monotonic() - started
 
 
-async def test_region_fallback(tmp_path: Path) -> None:
-    # A cluster of its own: no other test may see east down.
-    with running_cluster(tmp_path) as cluster:
+async def test_region_fallback(tmp_path: Path, layout_options: dict[str, Any]) -> None:
+    # A cluster of its own: no other test may see east down. Scaled out, the directory
+    # is two processes sharing region health in PostgreSQL.
+    with running_cluster(tmp_path, **layout_options) as cluster:
         async with (
             session_from(client_address("east", "mobile")) as east_client,
             session_from(client_address("north", "telecom")) as north_client,

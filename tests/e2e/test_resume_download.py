@@ -22,6 +22,13 @@ from support.http import session_from
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="module")
+def cluster(layout_cluster: Cluster) -> Cluster:
+    """Runs in each layout: embedded, and north scaled out on S3 + PostgreSQL."""
+    return layout_cluster
+
+
 BOB = client_address("south", "unicom")
 
 

@@ -36,6 +36,13 @@ from support.http import session_from
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="module")
+def cluster(layout_cluster: Cluster) -> Cluster:
+    """Runs in each layout: embedded, and north scaled out on S3 + PostgreSQL."""
+    return layout_cluster
+
+
 BODY_CHUNK = 64 * 1024
 
 
@@ -74,7 +81,7 @@ async def test_resume_upload(cluster: Cluster, tmp_path: Path) -> None:
     async with session_from(client_address("north", "telecom"), user_token("alice")) as alice:
         upload = await negotiate_upload(alice, north, original, ["bob"])
         url, link = upload["upload_url"], upload["link"]
-        await wait_until_idle(alice, north)
+        await wait_until_idle(alice, north, quiet=cluster.quiet_seconds("north"))
         received_before = (await link_reports(alice, north))[link]["bytes_received"]
 
         # First cut: every byte before it has reached the server when the connection drops.
@@ -86,7 +93,7 @@ async def test_resume_upload(cluster: Cluster, tmp_path: Path) -> None:
         with pytest.raises(aiohttp.ClientError) as dropped:
             await tus_patch(alice, url, 0, cut_body(original.path, 0, cut, all_arrived), size)
         assert isinstance(dropped.value.__cause__, CutConnection), dropped.value
-        await wait_until_idle(alice, north)
+        await wait_until_idle(alice, north, quiet=cluster.quiet_seconds("north"))
         offset = await tus_offset(alice, url)
         assert 0 < offset <= cut, (offset, cut)
 
@@ -97,7 +104,7 @@ async def test_resume_upload(cluster: Cluster, tmp_path: Path) -> None:
             await tus_patch(
                 alice, url, offset, cut_body(original.path, offset, second_cut), size - offset
             )
-        await wait_until_idle(alice, north)
+        await wait_until_idle(alice, north, quiet=cluster.quiet_seconds("north"))
         resumed_at = await tus_offset(alice, url)
         assert offset <= resumed_at <= second_cut, (offset, resumed_at, second_cut)
 

@@ -31,6 +31,13 @@ from support.http import session_from
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="module")
+def cluster(layout_cluster: Cluster) -> Cluster:
+    """Runs in each layout: embedded, and north scaled out on S3 + PostgreSQL."""
+    return layout_cluster
+
+
 SIZE = 3 * MIB + 12345
 CHUNK_SIZE = SIZE // 4 + 1  # four PATCHes, the last one short
 

@@ -33,11 +33,16 @@ FILE_SIZE: Final = 40 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def two_telecom_links(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A cluster whose north region has two telecom links."""
+def two_telecom_links(
+    tmp_path_factory: pytest.TempPathFactory, layout_options: dict[str, Any]
+) -> Iterator[Cluster]:
+    """A cluster whose north region has two telecom links (in each layout: scaled out, north's
+    two access units each see the downloads the other serves)."""
     root: Path = tmp_path_factory.mktemp("link-choice")
     with running_cluster(
-        root, extra_links=[ExtraLink("north", FREE_LINK, "telecom", FREE_LINK_HOST)]
+        root,
+        extra_links=[ExtraLink("north", FREE_LINK, "telecom", FREE_LINK_HOST)],
+        **layout_options,
     ) as running:
         yield running
 

@@ -204,6 +204,11 @@ class Cluster:
             metadata=f'{{ kind = "sqlite", path = "{region}/metadata.sqlite3" }}',
         )
 
+    def quiet_seconds(self, region: str) -> float:
+        """How long a region's links must look idle before it surely is (support.e2e_flows):
+        several access units see each other's figures up to a second or so late."""
+        return 1.5 if self.layout(region).access_units > 1 else 0.0
+
     def units(self, name: str) -> list[str]:
         """Process names of ``directory`` or of a region's access units: north, north#2, …"""
         count = self.directory_instances if name == "directory" else self.layout(name).access_units

@@ -261,20 +261,32 @@ async def wait_for_entry(
 
 
 async def wait_until_idle(
-    session: aiohttp.ClientSession, access_url: str, seconds: float = 10.0
+    session: aiohttp.ClientSession, access_url: str, seconds: float = 10.0, quiet: float = 0.0
 ) -> None:
     """Wait until no link of a file server has a transfer in progress.
 
     After a client drops a PATCH, the server may still be writing what had reached it;
-    an offset read before it finishes could be stale.
+    an offset read before it finishes could be stale. With ``quiet``, the links must also
+    stay idle, their byte counts unchanged, for that long: a region's several access
+    units learn each other's figures a few times a second, so one unit's "idle" may be
+    another's figure from before the transfer began.
     """
     deadline = time.monotonic() + seconds
+    quiet_since: float | None = None
+    last: dict[str, tuple[int, int]] = {}
     while True:
         reports = await link_reports(session, access_url)
         busy = {name: r["active_transfers"] for name, r in reports.items() if r["active_transfers"]}
-        if not busy:
+        counts = {name: (r["bytes_received"], r["bytes_sent"]) for name, r in reports.items()}
+        now = time.monotonic()
+        if busy or counts != last:
+            quiet_since = None if busy else now
+        elif quiet_since is None:
+            quiet_since = now
+        last = counts
+        if quiet_since is not None and now - quiet_since >= quiet:
             return
-        assert time.monotonic() < deadline, f"transfers still active after {seconds} s: {busy}"
+        assert now < deadline, f"transfers still active after {seconds} s: {busy}"
         await asyncio.sleep(0.05)
 
 

@@ -50,8 +50,10 @@ async def expect_error(response: aiohttp.ClientResponse, status: int, code: str)
     assert set(body) == {"error"}, body
     error = body["error"]
     assert isinstance(error, dict)
-    assert set(error) == {"code", "message"}, error
+    assert set(error) == {"code", "message", "request_id"}, error
     assert error["code"] == code, error
+    # The id the server's access log names the request by.
+    assert error["request_id"] == response.headers["X-Request-Id"], error
     assert isinstance(error["message"], str)
     assert error["message"].strip(), error
     return error

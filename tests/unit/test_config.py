@@ -443,8 +443,8 @@ def test_s3_and_postgres_sections_parse(document: Document) -> None:
     assert config.directory.instances == 2
 
 
-def test_web_origins_default_to_the_directory(example: ClusterConfig, document: Document) -> None:
+def test_web_origins_add_to_the_directorys_own(example: ClusterConfig, document: Document) -> None:
     assert example.allowed_origins == ("http://127.0.0.1:7700",)
-    document["web_origins"] = ["https://chat.example/", "http://127.0.0.1:8080"]
+    document["web_origins"] = ["https://chat.example/", "http://127.0.0.1:7700"]
     config = parse_config(document, Path("/etc/geodrop"))
-    assert config.allowed_origins == ("https://chat.example", "http://127.0.0.1:8080")
+    assert config.allowed_origins == ("http://127.0.0.1:7700", "https://chat.example")

@@ -11,7 +11,7 @@ from geodrop.cli import exitcodes
 from geodrop.config import load_config
 from geodrop.errors import ConfigError
 from geodrop.protocol.usertokens import mint_token
-from geodrop.web.middleware import configure_logging
+from geodrop.web.logformat import configure_logging
 
 
 def _config_path(args: argparse.Namespace) -> argparse.Namespace:
@@ -24,7 +24,7 @@ def run_cluster(args: argparse.Namespace) -> int:
     from geodrop.cluster import run_cluster as supervise
 
     config = load_config(_config_path(args).config)
-    configure_logging("cluster")
+    configure_logging("cluster", config.logging)
     return supervise(config, args.config)
 
 
@@ -32,7 +32,7 @@ def run_directory(args: argparse.Namespace) -> int:
     from geodrop.directory.app import run_directory as serve
 
     config = load_config(_config_path(args).config)
-    configure_logging("directory")
+    configure_logging("directory", config.logging)
     asyncio.run(serve(config))
     return exitcodes.OK
 
@@ -43,7 +43,7 @@ def run_fileserver(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args).config)
     if args.region not in config.region_names:
         raise ConfigError(f"--region: no region named {args.region!r} in {args.config}")
-    configure_logging(f"fileserver-{args.region}")
+    configure_logging(f"fileserver-{args.region}", config.logging)
     asyncio.run(run_file_server(config, args.region))
     return exitcodes.OK
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from geodrop.cli import exitcodes
 from geodrop.cli.progress import ProgressDisplay, human_bytes
-from geodrop.client import DEFAULT_RETRIES, Client
+from geodrop.client import DEFAULT_RETRIES, MAX_PARTIALS, Client
 from geodrop.errors import BadRequest
 
 DEFAULT_DIRECTORY: Final = "http://127.0.0.1:7700"
@@ -60,7 +60,9 @@ def _receivers(text: str) -> list[str]:
 
 async def send(client: Client, args: argparse.Namespace) -> int:
     display = ProgressDisplay(enabled=not args.quiet)
-    sent = await client.send(args.file, _receivers(args.to), progress=display)
+    sent = await client.send(
+        args.file, _receivers(args.to), progress=display, parallel=args.parallel
+    )
     display.finish()
     resumed = f" (resumed at {human_bytes(sent.resumed_from)})" if sent.resumed_from else ""
     _emit(
@@ -136,6 +138,16 @@ def _retry_count(text: str) -> int:
     return count
 
 
+def _piece_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_PARTIALS:
+        raise argparse.ArgumentTypeError(f"not a count from 1 to {MAX_PARTIALS}: {text!r}")
+    return count
+
+
 Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
 
 
@@ -201,6 +213,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sender = add("send", send, "send a file to one or more users")
     sender.add_argument("file", type=Path, help="the file to send")
     sender.add_argument("--to", required=True, metavar="USER[,USER…]", help="the receivers")
+    sender.add_argument(
+        "--parallel",
+        type=_piece_count,
+        metavar="N",
+        help="send the file as up to N pieces over parallel connections (1: one upload;"
+        " default: 4 from 64 MiB on)",
+    )
     box = add("inbox", inbox, "list the files waiting for you")
     box.add_argument("--watch", action="store_true", help="keep listening for new files")
     box.add_argument("--after", type=int, default=0, metavar="CURSOR", help="entries after this")

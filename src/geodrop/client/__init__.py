@@ -11,9 +11,11 @@ from geodrop.client._models import (
     ReceivedFile,
     SentFile,
 )
+from geodrop.client._parallel import MAX_PARTIALS
 
 __all__ = [
     "DEFAULT_RETRIES",
+    "MAX_PARTIALS",
     "Client",
     "Delivery",
     "FileStatus",

@@ -24,6 +24,7 @@ from geodrop.client._models import (
     ReceivedFile,
     SentFile,
 )
+from geodrop.client._parallel import MAX_PARTIALS
 from geodrop.client._state import ResumeRecords
 from geodrop.errors import GeodropError, NetworkError, Unavailable
 
@@ -170,14 +171,25 @@ class Client:
         *,
         name: str | None = None,
         progress: ProgressCallback | None = None,
+        parallel: int | None = None,
     ) -> SentFile:
         """Upload ``path`` for the users ``to``; resumes an earlier interrupted send of it.
 
+        A large file is sent as pieces over parallel connections, each a resumable
+        partial upload, which the server then concatenates (tus concatenation).
+
+        Args:
+            parallel: how many pieces at most (1: one ordinary upload); None: 4 from
+                64 MiB on, if the server supports it. Pieces are multiples of 8 MiB.
+
         Raises:
+            ValueError: ``parallel`` is not between 1 and 16.
             GeodropError: the server refused (e.g. :class:`~geodrop.errors.PayloadTooLarge`),
                 or the network stayed down (:class:`~geodrop.errors.NetworkError`).
         """
-        return await _transfer.send(self, path, list(to), name or path.name, progress)
+        if parallel is not None and not 1 <= parallel <= MAX_PARTIALS:
+            raise ValueError(f"parallel: between 1 and {MAX_PARTIALS}, not {parallel}")
+        return await _transfer.send(self, path, list(to), name or path.name, progress, parallel)
 
     async def receive(
         self,

@@ -49,6 +49,8 @@ class SentFile:
     link: str
     upload_url: str
     resumed_from: int
+    # How many partial uploads it was sent as, in parallel (1: one ordinary upload).
+    partials: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import aiohttp
 
+from geodrop.client import _parallel
 from geodrop.client._http import raise_for_error
 from geodrop.client._models import Progress, ReceivedFile, SentFile
 from geodrop.client._state import PendingUpload
+from geodrop.client._tus import CHUNK, send_bytes, server_offset
 from geodrop.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -22,7 +24,6 @@ from geodrop.errors import (
     IntegrityError,
     NetworkError,
     NotFound,
-    OffsetMismatch,
 )
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 ProgressCallback = Callable[[Progress], None]
 
-CHUNK: Final = 1024 * 1024
-TUS_VERSION: Final = "1.0.0"
 PART_SUFFIX: Final = ".part"
 
 
@@ -68,69 +67,31 @@ async def _size(path: Path) -> int:
     return await asyncio.to_thread(size)
 
 
-async def _file_body(
-    path: Path, offset: int, total: int, progress: ProgressCallback | None
-) -> AsyncIterator[bytes]:
-    file: BinaryIO = await asyncio.to_thread(path.open, "rb")
-    try:
-        await asyncio.to_thread(file.seek, offset)
-        done = offset
-        while chunk := await asyncio.to_thread(file.read, CHUNK):
-            yield chunk
-            done += len(chunk)
-            _report(progress, "upload", done, total)
-    finally:
-        await asyncio.to_thread(file.close)
-
-
 # -- sending -------------------------------------------------------------------
 
 
-async def _server_offset(client: Client, url: str) -> int:
-    headers = {"Tus-Resumable": TUS_VERSION}
-    try:
-        async with client.session.head(url, headers=headers) as answer:
-            await raise_for_error(answer)
-            return int(answer.headers["Upload-Offset"])
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise NetworkError(f"cannot reach {url}: {exc}") from None
-
-
-async def _patch(
-    client: Client,
-    pending: PendingUpload,
-    path: Path,
-    offset: int,
-    total: int,
-    progress: ProgressCallback | None,
-) -> int:
-    headers = {
-        "Tus-Resumable": TUS_VERSION,
-        "Upload-Offset": str(offset),
-        "Content-Type": "application/offset+octet-stream",
-        "Content-Length": str(total - offset),
-    }
-    try:
-        async with client.session.patch(
-            pending.upload_url, data=_file_body(path, offset, total, progress), headers=headers
-        ) as answer:
-            await raise_for_error(answer)
-            return int(answer.headers["Upload-Offset"])
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise NetworkError(f"upload interrupted: {exc}") from None
-
-
 async def _negotiate_upload(
-    client: Client, name: str, size: int, sha256: str, receivers: list[str]
+    client: Client, name: str, size: int, sha256: str, receivers: list[str], pieces: list[int]
 ) -> PendingUpload:
+    """A new upload; a parallel one if the file is in several ``pieces`` and the server can."""
     location = await client.locate()
+    payload: dict[str, Any] = {"name": name, "size": size, "sha256": sha256, "receivers": receivers}
+    if len(pieces) > 1:
+        payload["parallel"] = True
     answer: dict[str, Any] = await client.retrying(
-        lambda: client.request_json(
-            "POST",
-            f"{location.access_url}/v1/uploads",
-            payload={"name": name, "size": size, "sha256": sha256, "receivers": receivers},
-        )
+        lambda: client.request_json("POST", f"{location.access_url}/v1/uploads", payload=payload)
     )
+    if "creation_url" in answer:
+        most = int(answer["max_partials"])
+        return PendingUpload(
+            "",
+            "",
+            answer["region"],
+            answer["link"],
+            creation_url=answer["creation_url"],
+            partial_sizes=tuple(pieces if len(pieces) <= most else _parallel.split(size, most)),
+        )
+    # A server without concatenation ignores "parallel" and creates an ordinary upload.
     return PendingUpload(answer["file_id"], answer["upload_url"], answer["region"], answer["link"])
 
 
@@ -140,8 +101,13 @@ async def send(
     receivers: list[str],
     name: str,
     progress: ProgressCallback | None,
+    parallel: int | None,
 ) -> SentFile:
-    """Upload ``path``; an earlier interrupted send of the same file resumes."""
+    """Upload ``path``; an earlier interrupted send of the same file resumes.
+
+    A large file goes as partial uploads over parallel connections and a final upload
+    (tus concatenation, see _parallel.py); ``parallel`` is how many (None: by size).
+    """
     try:
         size = (await asyncio.to_thread(path.stat)).st_size
     except OSError as exc:
@@ -152,31 +118,43 @@ async def send(
     key = client.records.key(client.directory_url, sha256, size, name, receivers)
     pending = client.records.load(key)
     offset = 0
-    if pending is not None:
+    piece_offsets: list[int] = []
+    if pending is not None and pending.parallel:
+        found = await _parallel.server_offsets(client, pending)
+        if found is None:
+            client.records.forget(key)  # a piece expired or was deleted: start afresh
+            pending = None
+        else:
+            piece_offsets = found
+    elif pending is not None:
         earlier = pending
         try:
-            offset = await client.retrying(lambda: _server_offset(client, earlier.upload_url))
+            offset = await client.retrying(lambda: server_offset(client, earlier.upload_url))
         except (NotFound, Gone, Forbidden):
             client.records.forget(key)  # expired or deleted on the server: start afresh
             pending = None
     if pending is None:
-        pending = await _negotiate_upload(client, name, size, sha256, receivers)
+        pieces = _parallel.pieces(size, parallel)
+        pending = await _negotiate_upload(client, name, size, sha256, receivers, pieces)
         client.records.save(key, pending)
+    if pending.parallel:
+        file = _parallel.LocalFile(path, name, size, sha256, tuple(receivers))
+        return await _parallel.send(client, key, pending, file, piece_offsets, progress)
     resumed_from = offset
     upload = pending
-    for attempt in range(client.retries + 1):
-        if offset >= size:
-            break
-        try:
-            offset = await _patch(client, upload, path, offset, size, progress)
-        except (NetworkError, OffsetMismatch):
-            if attempt == client.retries:
-                raise
-            await asyncio.sleep(0.5 * (attempt + 1))
-            offset = await client.retrying(lambda: _server_offset(client, upload.upload_url))
-        except ChecksumMismatch:
-            client.records.forget(key)
-            raise IntegrityError(f"{path} changed while it was being sent; send it again") from None
+    try:
+        await send_bytes(
+            client,
+            upload.upload_url,
+            path,
+            0,
+            size,
+            offset,
+            lambda done: _report(progress, "upload", done, size),
+        )
+    except ChecksumMismatch:
+        client.records.forget(key)
+        raise IntegrityError(f"{path} changed while it was being sent; send it again") from None
     client.records.forget(key)
     _report(progress, "upload", size, size)
     return SentFile(

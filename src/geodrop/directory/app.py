@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from functools import partial
 
 from aiohttp import web
 
 from geodrop.config import ClusterConfig
-from geodrop.directory import handlers, inbox_handlers
+from geodrop.directory import handlers, inbox_handlers, status, webclient
 from geodrop.directory.context import DIRECTORY, Directory
 from geodrop.directory.health import RegionHealth
 from geodrop.directory.inbox import Inboxes
+from geodrop.directory.metrics import DIRECTORY_METRICS, DirectoryMetrics
 from geodrop.geo.locator import Locator
 from geodrop.metadata.backends import open_inbox_store
+from geodrop.web import cors
+from geodrop.web.accesslog import access_log_middleware, send_request_id
 from geodrop.web.auth import authenticated_user
+from geodrop.web.metrics import METRICS_PATH, metrics_handler
 from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
 from geodrop.web.ratelimit_middleware import ratelimit_middleware
@@ -23,11 +28,12 @@ from geodrop.web.serve import serve
 
 def build_directory(config: ClusterConfig) -> Directory:
     """The directory with its locator and inbox store opened."""
+    store = open_inbox_store(config.directory.metadata)
     return Directory(
         config=config,
         locator=Locator(config.geo),
-        health=RegionHealth(config.region_names, config.directory.heartbeat_timeout_seconds),
-        inboxes=Inboxes(open_inbox_store(config.directory.metadata)),
+        health=RegionHealth(config.region_names, config.directory.heartbeat_timeout_seconds, store),
+        inboxes=Inboxes(store),
     )
 
 
@@ -39,8 +45,23 @@ def build_app(directory: Directory) -> web.Application:
         config.geo.trusted_proxies,
         partial(authenticated_user, keys=config.keys),
     )
-    app = web.Application(middlewares=[errors_middleware, limit_rate], client_max_size=64 * 1024)
+    # Outermost, so the access log sees every answer as sent, errors included.
+    access_log = access_log_middleware(config.logging, config.geo.trusted_proxies)
+    # Pages of other allowed origins may call the directory too (CORS).
+    cors_policy = cors.policy_for(config.allowed_origins)
+    app = web.Application(
+        middlewares=[
+            access_log,
+            cors.preflight_middleware(cors_policy),
+            errors_middleware,
+            limit_rate,
+        ],
+        client_max_size=64 * 1024,
+    )
+    app.on_response_prepare.append(send_request_id)
+    cors.install(app, cors_policy)
     app[DIRECTORY] = directory
+    metrics = app[DIRECTORY_METRICS] = DirectoryMetrics(directory)
     app.router.add_get("/v1/locate", handlers.locate)
     app.router.add_get("/v1/files/{file_id}", handlers.file_redirect)
     app.router.add_get("/v1/inbox", inbox_handlers.inbox)
@@ -49,7 +70,11 @@ def build_app(directory: Directory) -> web.Application:
     app.router.add_post("/v1/peer/heartbeat", handlers.heartbeat)
     app.router.add_post("/v1/peer/inbox", inbox_handlers.add_inbox_entry)
     app.router.add_post("/v1/peer/inbox/remove", inbox_handlers.remove_inbox_entries)
+    app.router.add_get("/v1/status", status.status)
+    status.add_page_routes(app)
+    app.router.add_get(METRICS_PATH, metrics_handler(metrics.registry))
     app.router.add_get("/healthz", handlers.health)
+    webclient.add_routes(app, config)
     app.router.add_get(
         "/openapi.json", spec_handler("geodrop.directory", directory.config.directory.url)
     )
@@ -63,8 +88,18 @@ async def _release_waiters(app: web.Application) -> None:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    yield
     directory = app[DIRECTORY]
+    # What other directory processes sharing the store do reaches this one through these:
+    # their inbox entries wake its waiters, their heartbeats count in its region health.
+    refresh = min(0.5, directory.config.heartbeat_interval_seconds / 2)
+    background = [
+        asyncio.create_task(directory.inboxes.listen(), name="inbox notifications"),
+        asyncio.create_task(directory.health.keep_fresh(refresh), name="region health"),
+    ]
+    yield
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
     await directory.inboxes.store.close()
     directory.locator.close()
 
@@ -74,5 +109,10 @@ async def run_directory(config: ClusterConfig) -> None:
     ssl_context = config.tls.server_context() if config.tls else None
     directory = build_directory(config)
     await serve(
-        build_app(directory), [config.directory.listen], "directory", ssl_context=ssl_context
+        build_app(directory),
+        [config.directory.listen],
+        "directory",
+        ssl_context=ssl_context,
+        # Several directory processes share the address (config.directory.instances).
+        reuse_port=config.directory.instances > 1,
     )

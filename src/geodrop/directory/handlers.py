@@ -7,15 +7,28 @@ from typing import Any
 from aiohttp import web
 
 from geodrop.directory.context import DIRECTORY, Directory
+from geodrop.directory.metrics import DIRECTORY_METRICS
 from geodrop.errors import BadRequest, Forbidden, Unavailable
 from geodrop.geo.locator import Match
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.regionchoice import choose_region
 from geodrop.web.auth import authenticated_peer, request_client_ip
 from geodrop.web.jsonbody import parse_json_object
+from geodrop.web.metrics import timed
 
 
 def _located(directory: Directory, request: web.Request) -> dict[str, Any]:
+    with timed(request.app[DIRECTORY_METRICS].locate_seconds) as outcome:
+        try:
+            located = _locate(directory, request)
+        except Unavailable:
+            outcome.label = "unavailable"
+            raise
+        outcome.label = located["match"]
+    return located
+
+
+def _locate(directory: Directory, request: web.Request) -> dict[str, Any]:
     config = directory.config
     ip = request_client_ip(request, config.geo.trusted_proxies)
     location = directory.locator.locate(ip)
@@ -72,7 +85,8 @@ async def heartbeat(request: web.Request) -> web.Response:
     links = body.get("links", [])
     if not isinstance(links, list) or not all(isinstance(link, dict) for link in links):
         raise BadRequest("links: a list of objects is required")
-    directory.health.beat(region, links)
+    await directory.health.beat(region, links)
+    request.app[DIRECTORY_METRICS].heartbeats.labels(region).inc()
     return web.json_response({"ok": True})
 
 

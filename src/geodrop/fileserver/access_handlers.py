@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -9,10 +10,13 @@ from aiohttp import web
 
 from geodrop.config import CARRIERS
 from geodrop.errors import BadRequest
-from geodrop.fileserver import downloads, filestatus, uploads
+from geodrop.fileserver import concatenation, downloads, filestatus, uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
+from geodrop.fileserver.metrics import Direction, timed_negotiation
+from geodrop.fileserver.quota import check_quota
 from geodrop.fileserver.transferurls import signed_url
 from geodrop.geo.locator import Location
+from geodrop.protocol import tus
 from geodrop.protocol.signing import Action
 from geodrop.web.auth import authenticated_peer, authenticated_user, request_client_ip
 from geodrop.web.jsonbody import json_object, parse_json_object
@@ -27,8 +31,14 @@ def _user(server: FileServer, request: web.Request) -> str:
     return authenticated_user(request, server.config.keys)
 
 
+@timed_negotiation(Direction.UPLOAD)
 async def negotiate_upload(request: web.Request) -> web.Response:
-    """``POST /v1/uploads``: create an upload, answer with its URL on the best link."""
+    """``POST /v1/uploads``: create an upload, answer with its URL on the best link.
+
+    With ``"parallel": true`` nothing is created: the answer names the link on which the
+    client creates partial uploads and their final upload (tus concatenation). An empty
+    file is still answered with an ordinary upload, complete at once.
+    """
     server = request.app[FILE_SERVER]
     user = _user(server, request)
     body = await json_object(request)
@@ -37,7 +47,12 @@ async def negotiate_upload(request: web.Request) -> web.Response:
         max_size=server.config.limits.max_file_size,
         max_receivers=server.config.limits.max_receivers,
     )
+    parallel = body.get("parallel", False)
+    if not isinstance(parallel, bool):
+        raise BadRequest("parallel: true or false")
     location = _client_location(server, request)
+    if parallel and upload.size > 0:
+        return web.json_response(await _parallel_offer(server, user, upload, location))
     transfer = await uploads.create_upload(server, user, upload)
     if transfer.size == 0:
         transfer = await uploads.complete(server, transfer)
@@ -58,6 +73,24 @@ async def negotiate_upload(request: web.Request) -> web.Response:
     )
 
 
+async def _parallel_offer(
+    server: FileServer, user: str, upload: uploads.UploadRequest, location: Location
+) -> dict[str, Any]:
+    # Checked now, so that a refusal comes before any byte is sent (each partial upload
+    # is checked again when it is created).
+    await uploads.check_storage(server, upload.size)
+    await check_quota(server.transfers, server.config.limits, user, upload.size, time.time())
+    link = concatenation.creation_link(server, location.carrier)
+    return {
+        "creation_url": f"{link.url}/tus",
+        "region": server.region.name,
+        "link": link.name,
+        "carrier": link.carrier,
+        "client_carrier": location.carrier,
+        "max_partials": tus.MAX_CONCAT_PARTIALS,
+    }
+
+
 async def _negotiated_download(request: web.Request, file_id: str) -> downloads.DownloadAddress:
     server = request.app[FILE_SERVER]
     user = _user(server, request)
@@ -65,6 +98,7 @@ async def _negotiated_download(request: web.Request, file_id: str) -> downloads.
     return await downloads.download_address(server, file_id, user, location.carrier)
 
 
+@timed_negotiation(Direction.DOWNLOAD)
 async def negotiate_download(request: web.Request) -> web.Response:
     """``POST /v1/downloads`` ``{"file_id"}``: a signed URL, here or in the owning region."""
     body = await json_object(request)
@@ -75,6 +109,7 @@ async def negotiate_download(request: web.Request) -> web.Response:
     return web.json_response(address.to_json())
 
 
+@timed_negotiation(Direction.DOWNLOAD)
 async def download_redirect(request: web.Request) -> web.Response:
     """``GET /v1/files/{file_id}``: the plain-HTTP form, a 302 to the signed URL."""
     address = await _negotiated_download(request, request.match_info["file_id"])

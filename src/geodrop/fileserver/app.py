@@ -14,10 +14,15 @@ from geodrop.config import ClusterConfig, ListenAddress
 from geodrop.fileserver import access_handlers, background, blob_handlers, tus_handlers
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.links import LinkMeters
+from geodrop.fileserver.metrics import FILE_SERVER_METRICS, FileServerMetrics
+from geodrop.fileserver.transferurls import arrival_link
 from geodrop.geo.locator import Locator
 from geodrop.metadata.backends import open_transfer_store
 from geodrop.storage.backends import open_blob_store
+from geodrop.web import cors
+from geodrop.web.accesslog import access_log_middleware, send_request_id
 from geodrop.web.auth import authenticated_user
+from geodrop.web.metrics import METRICS_PATH, metrics_handler
 from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
 from geodrop.web.peerclient import PeerClient
@@ -62,8 +67,16 @@ def build_app(server: FileServer) -> web.Application:
         config.geo.trusted_proxies,
         partial(authenticated_user, keys=config.keys),
     )
+    # The web client (another origin) negotiates, uploads by tus and downloads here.
+    cors_policy = cors.policy_for(config.allowed_origins)
     app = web.Application(
         middlewares=[
+            # Outermost, so the access log sees every answer as sent, errors included.
+            access_log_middleware(
+                config.logging, config.geo.trusted_proxies, partial(arrival_link, server)
+            ),
+            # Before tus: a CORS preflight to /tus gets the CORS answer, not tus discovery.
+            cors.preflight_middleware(cors_policy),
             tus_handlers.tus_resumable_header,
             # Outside the errors middleware, so refusals under /blobs carry them too.
             blob_handlers.served_content_headers,
@@ -72,7 +85,10 @@ def build_app(server: FileServer) -> web.Application:
         ],
         client_max_size=64 * 1024,
     )
+    app.on_response_prepare.append(send_request_id)
+    cors.install(app, cors_policy)
     app[FILE_SERVER] = server
+    metrics = app[FILE_SERVER_METRICS] = FileServerMetrics(server)
     app.router.add_post("/v1/uploads", access_handlers.negotiate_upload)
     app.router.add_post("/v1/downloads", access_handlers.negotiate_download)
     app.router.add_get("/v1/files/{file_id}", access_handlers.download_redirect)
@@ -81,6 +97,7 @@ def build_app(server: FileServer) -> web.Application:
     app.router.add_post("/v1/peer/status", access_handlers.peer_file_status)
     app.router.add_get("/v1/status", access_handlers.status)
     app.router.add_get("/healthz", access_handlers.health)
+    app.router.add_get(METRICS_PATH, metrics_handler(metrics.registry, metrics.refresh))
     app.router.add_get(
         "/openapi.json", spec_handler("geodrop.fileserver", server.region.access_url)
     )

@@ -17,7 +17,9 @@ from aiohttp.typedefs import Handler
 from geodrop.errors import PreconditionFailed, RangeNotSatisfiable
 from geodrop.fileserver import downloads, retention
 from geodrop.fileserver.context import FILE_SERVER, FileServer
+from geodrop.fileserver.metrics import Direction, metered_transfer
 from geodrop.fileserver.transferurls import verified_grant
+from geodrop.metadata.base import Transfer
 from geodrop.protocol import ranges, signing
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.tus import http_date
@@ -45,6 +47,8 @@ SAFE_BLOB_HEADERS: Final = {
     "Accept-Ranges": "bytes",
 }
 BLOB_PATH_PREFIX: Final = "/blobs"
+# The longest a SigV4 presigned URL may live (S3's limit).
+MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
 
 
 @web.middleware
@@ -105,6 +109,13 @@ async def blob(request: web.Request) -> web.StreamResponse:
         if outcome is ranges.RangeOutcome.NOT_MODIFIED:
             return web.Response(status=decision.status, headers=headers)
         span = decision.range
+        if request.method == "GET":
+            ttl = min(server.config.limits.signed_url_ttl_seconds, MAX_PRESIGN_SECONDS)
+            location = await stored.presigned_url(ttl)
+            if location is not None:
+                return await _redirect_to_store(
+                    server, transfer, grant.user, span, stored, location
+                )
         if outcome is ranges.RangeOutcome.PARTIAL:
             headers["Content-Range"] = span.content_range(stored.size)
         headers["Content-Disposition"] = content_disposition(transfer.filename)
@@ -115,7 +126,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
         if request.method == "HEAD":
             return response
         if span.length:
-            with server.meters.transfer(grant.link):
+            with metered_transfer(request, grant.link, Direction.DOWNLOAD):
                 await _send(server, request, response, stored, span, grant.link)
         # Sent to the end (a resumed download's last request included): one complete download.
         if span.stop == stored.size:
@@ -124,6 +135,23 @@ async def blob(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         await stored.close()
+
+
+async def _redirect_to_store(
+    server: FileServer,
+    transfer: Transfer,
+    user: str,
+    span: ranges.ByteRange,
+    stored: StoredBlob,
+    location: str,
+) -> web.Response:
+    """302 to a presigned URL: the object store serves the bytes, Range included."""
+    # The bytes bypass the link, so its meters never see them; a download asked to the end
+    # still counts as one, as a streamed one does once sent.
+    if span.stop == stored.size:
+        await retention.record_download(server, transfer, user, time.time())
+    headers = {**SERVED_CONTENT_HEADERS, "Cache-Control": "no-store", "Location": location}
+    return web.Response(status=302, headers=headers)
 
 
 async def _send(

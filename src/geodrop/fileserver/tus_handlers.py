@@ -1,13 +1,20 @@
-"""tus 1.0 at the links: creation, HEAD, PATCH, termination (https://tus.io/protocols/resumable-upload)."""
+"""tus 1.0 at the links: creation, HEAD, PATCH, termination (https://tus.io/protocols/resumable-upload).
+
+Creation also makes the partial and final uploads of tus concatenation (concatenation.py).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from geodrop.errors import BadRequest, PayloadTooLarge
-from geodrop.fileserver import uploads
+from geodrop.fileserver import concatenation, uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
+from geodrop.fileserver.metrics import Direction, metered_transfer
 from geodrop.fileserver.transferurls import arrival_link, signed_url, verified_grant
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import signing, tus
@@ -46,14 +53,10 @@ async def options(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=tus.options_headers(server.config.limits.max_file_size))
 
 
-def _creation_request(server: FileServer, request: web.Request) -> uploads.UploadRequest:
-    tus.check_tus_resumable(request.headers.get("Tus-Resumable"))
-    if "Upload-Defer-Length" in request.headers:
-        raise BadRequest("Upload-Defer-Length is not supported: declare Upload-Length")
-    length = tus.parse_upload_length(
-        request.headers.get("Upload-Length"), max_size=server.config.limits.max_file_size
-    )
-    metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
+def _upload_request(
+    server: FileServer, metadata: Mapping[str, str], length: int
+) -> uploads.UploadRequest:
+    """The upload a tus creation request describes with its Upload-Metadata."""
     receivers = [r.strip() for r in metadata.get("receivers", "").split(",") if r.strip()]
     body = {
         "name": metadata.get("filename") or metadata.get("name"),
@@ -73,22 +76,42 @@ def _creation_request(server: FileServer, request: web.Request) -> uploads.Uploa
         raise BadRequest(f"Upload-Metadata {exc.message}") from None
 
 
+def _client_carrier(server: FileServer, request: web.Request) -> str:
+    ip = request_client_ip(request, server.config.geo.trusted_proxies)
+    return server.locator.locate(ip).carrier
+
+
 async def create(request: web.Request) -> web.Response:
-    """``POST /tus``: tus creation (and creation-with-upload), authenticated as the sender."""
+    """``POST /tus``: tus creation (and creation-with-upload), authenticated as the sender.
+
+    With ``Upload-Concat: partial`` the upload is a partial one; with ``Upload-Concat:
+    final;...`` the final upload of partial ones is made at once (tus concatenation).
+    """
     server = request.app[FILE_SERVER]
     user = authenticated_user(request, server.config.keys)
-    upload_request = _creation_request(server, request)
+    tus.check_tus_resumable(request.headers.get("Tus-Resumable"))
+    concat = tus.parse_upload_concat(request.headers.get("Upload-Concat"))
+    if concat is not None and concat.final:
+        return await _create_final(server, request, user, concat)
+    if "Upload-Defer-Length" in request.headers:
+        raise BadRequest("Upload-Defer-Length is not supported: declare Upload-Length")
+    length = tus.parse_upload_length(
+        request.headers.get("Upload-Length"), max_size=server.config.limits.max_file_size
+    )
+    metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
+    upload_request = None if concat is not None else _upload_request(server, metadata, length)
     has_body = request.content_type == tus.OFFSET_CONTENT_TYPE
     if request.body_exists and not has_body:
         raise BadRequest(f"a creation body must be sent as {tus.OFFSET_CONTENT_TYPE}")
-    carrier = server.locator.locate(
-        request_client_ip(request, server.config.geo.trusted_proxies)
-    ).carrier
+    carrier = _client_carrier(server, request)
     link = arrival_link(server, request)
-    transfer = await uploads.create_upload(server, user, upload_request)
+    if upload_request is None:
+        transfer = await concatenation.create_partial(server, user, length, metadata)
+    else:
+        transfer = await uploads.create_upload(server, user, upload_request)
     url = signed_url(server, signing.Action.UPLOAD, transfer.id, user, carrier, on_link=link)
     offset = 0
-    if transfer.size == 0:
+    if transfer.size == 0 and upload_request is not None:
         transfer = await uploads.complete(server, transfer)
     elif has_body:
         try:
@@ -105,6 +128,30 @@ async def create(request: web.Request) -> web.Response:
     )
 
 
+async def _create_final(
+    server: FileServer, request: web.Request, user: str, concat: tus.UploadConcat
+) -> web.Response:
+    """Concatenation: the final upload of whole partial uploads, complete when answered."""
+    # Concatenation: "The Client MUST NOT include the Upload-Length header in the final
+    # upload creation"; its length is its partials'.
+    for header in ("Upload-Length", "Upload-Defer-Length"):
+        if header in request.headers:
+            raise BadRequest(f"a final upload takes no {header}: its length is its partials'")
+    if request.body_exists:
+        raise BadRequest("a final upload takes no body: its bytes are its partial uploads'")
+    metadata = tus.parse_metadata(request.headers.get("Upload-Metadata"))
+    carrier = _client_carrier(server, request)
+    link = arrival_link(server, request)
+    final = await concatenation.create_final(
+        server, user, concat.partial_ids, partial(_upload_request, server, metadata), metadata
+    )
+    url = signed_url(server, signing.Action.UPLOAD, final.id, user, carrier, on_link=link)
+    return web.Response(
+        status=201,
+        headers={"Location": url.url, **_progress_headers(final, final.size)},
+    )
+
+
 async def head(request: web.Request) -> web.Response:
     """``HEAD /tus/{id}``: how much the server holds."""
     server = request.app[FILE_SERVER]
@@ -112,9 +159,10 @@ async def head(request: web.Request) -> web.Response:
     tus.check_tus_resumable(request.headers.get("Tus-Resumable"))
     transfer = await uploads.find_upload(server, upload_id)
     transfer, offset = await uploads.settled_offset(server, transfer)
-    headers = _progress_headers(transfer, offset)
-    if transfer.tus_metadata:
-        headers["Upload-Metadata"] = tus.encode_metadata(transfer.tus_metadata)
+    headers = {**_progress_headers(transfer, offset), **concatenation.concat_header(transfer)}
+    metadata = tus.client_metadata(transfer.tus_metadata)
+    if metadata:
+        headers["Upload-Metadata"] = tus.encode_metadata(metadata)
     return web.Response(status=200, headers=headers)
 
 
@@ -123,7 +171,7 @@ async def _receive(
 ) -> int:
     checksum_header = request.headers.get("Upload-Checksum")
     checksum = tus.parse_checksum(checksum_header) if checksum_header is not None else None
-    with server.meters.transfer(link):
+    with metered_transfer(request, link, Direction.UPLOAD):
         return await uploads.receive(
             server, transfer, offset, request.content.iter_any(), link, checksum
         )
@@ -136,6 +184,7 @@ async def patch(request: web.Request) -> web.Response:
     tus.check_tus_resumable(request.headers.get("Tus-Resumable"))
     async with server.transfers.upload_lock(upload_id):
         transfer = await uploads.find_upload(server, upload_id)
+        concatenation.check_not_final(transfer)
         if (
             transfer.state is TransferState.COMPLETE
             and request.headers.get("Upload-Offset") == str(transfer.size)

@@ -24,7 +24,7 @@ from geodrop.fileserver import retention
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.quota import check_quota
 from geodrop.metadata.base import Transfer, TransferState
-from geodrop.protocol import usertokens
+from geodrop.protocol import tus, usertokens
 from geodrop.protocol.fileid import new_file_id, parse_file_id
 
 logger = logging.getLogger(__name__)
@@ -114,24 +114,46 @@ def parse_receivers(value: object, max_receivers: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-async def create_upload(server: FileServer, sender: str, request: UploadRequest) -> Transfer:
+async def check_storage(server: FileServer, size: int) -> None:
+    """Refuse an upload of ``size`` bytes that this region's storage has no room for.
+
+    Raises:
+        InsufficientStorage: the storage unit has no room for it (507).
+    """
+    # limits.min_free_bytes of headroom: one upload cannot fill the disk to the last byte.
+    if size + server.config.limits.min_free_bytes > await server.store.free_bytes():
+        raise InsufficientStorage("this region's storage is full; try again later")
+
+
+async def create_upload(
+    server: FileServer,
+    sender: str,
+    request: UploadRequest,
+    *,
+    tus_metadata: Mapping[str, str] | None = None,
+    quota_checked: bool = True,
+) -> Transfer:
     """Record a new upload and make its storage area.
 
     Every refusal comes before anything is created: no storage area, no metadata.
+
+    Args:
+        tus_metadata: kept with the transfer (tus concatenation records its role there).
+        quota_checked: False only for an upload whose bytes and upload count its sender's
+            quota already holds (a final upload made of partial ones, concatenation.py).
 
     Raises:
         InsufficientStorage: the storage unit has no room for it (507).
         QuotaExceeded: the sender is over a per-user quota in this region (429).
         PayloadTooLarge: the file alone is larger than the per-user quota (413).
     """
-    # limits.min_free_bytes of headroom: one upload cannot fill the disk to the last byte.
-    if request.size + server.config.limits.min_free_bytes > await server.store.free_bytes():
-        raise InsufficientStorage("this region's storage is full; try again later")
+    await check_storage(server, request.size)
     # The quota is this region's metadata's count of the sender's uploads (see quota.py);
     # the lock keeps a burst of concurrent negotiations from all passing the same check.
     async with server.transfers.sender_lock(sender):
         now = time.time()
-        await check_quota(server.transfers, server.config.limits, sender, request.size, now)
+        if quota_checked:
+            await check_quota(server.transfers, server.config.limits, sender, request.size, now)
         transfer = Transfer(
             id=str(new_file_id(server.region.name)),
             sender=sender,
@@ -142,6 +164,7 @@ async def create_upload(server: FileServer, sender: str, request: UploadRequest)
             created_at=now,
             expires_at=now + server.config.limits.upload_expiry_seconds,
             content_type=request.content_type,
+            tus_metadata=dict(tus_metadata or {}),
         )
         await server.store.create_upload(transfer.id)
         await server.transfers.create(transfer)
@@ -170,6 +193,16 @@ async def find_upload(server: FileServer, upload_id: str) -> Transfer:
     return transfer
 
 
+def is_partial(transfer: Transfer) -> bool:
+    """Whether ``transfer`` is a partial upload (tus concatenation, see concatenation.py).
+
+    Once whole, a partial upload is not committed as a file: it waits in its upload
+    area for the final upload that is made of it.
+    """
+    concat = tus.stored_concat(transfer.tus_metadata)
+    return concat is not None and not concat.final
+
+
 async def current_offset(server: FileServer, transfer: Transfer) -> int:
     """How much of an upload the server holds (all of it once complete)."""
     if transfer.state is TransferState.COMPLETE:
@@ -196,7 +229,7 @@ async def settled_offset(server: FileServer, transfer: Transfer) -> tuple[Transf
     zero, and the offset says so.
     """
     offset = await current_offset(server, transfer)
-    if offset < transfer.size or transfer.state is TransferState.COMPLETE:
+    if offset < transfer.size or transfer.state is TransferState.COMPLETE or is_partial(transfer):
         return transfer, offset
     async with server.transfers.upload_lock(transfer.id):
         transfer = await find_upload(server, transfer.id)
@@ -237,7 +270,8 @@ async def receive(
     link: str,
     checksum: tuple[str, bytes] | None,
 ) -> int:
-    """Append a PATCH body at ``offset``; complete the upload if it is now whole.
+    """Append a PATCH body at ``offset``; complete the upload if it is now whole (a whole
+    partial upload waits for its final upload instead).
 
     Returns:
         The new offset.
@@ -257,7 +291,8 @@ async def receive(
     # event loop": about +5% throughput and -7% server CPU per GiB against reading the
     # file back at completion; a worker thread fed 4 MiB batches was slower than both
     # (the batches are hashed from RAM, not cache). bench/upload.py measures uploads.
-    whole = hashlib.sha256() if offset == 0 else None
+    partial = is_partial(transfer)
+    whole = hashlib.sha256() if offset == 0 and not partial else None
     async with server.store.open_writer(transfer.id, offset) as writer:
         room = transfer.size - offset
         async for chunk in body:
@@ -281,7 +316,7 @@ async def receive(
             await writer.rollback(offset)
             raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
         new_offset = writer.offset
-    if new_offset == transfer.size:
+    if new_offset == transfer.size and not partial:
         await complete(server, transfer, whole.hexdigest() if whole is not None else None)
     return new_offset
 

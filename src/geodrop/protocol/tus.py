@@ -1,7 +1,7 @@
 """Header rules of the tus 1.0 resumable-upload protocol.
 
 Covers the core protocol and the creation, creation-with-upload, checksum,
-termination and expiration extensions of https://tus.io/protocols/resumable-upload
+termination, expiration and concatenation extensions of https://tus.io/protocols/resumable-upload
 (section names below refer to that document). Every function is pure and
 raises from :mod:`geodrop.errors`, so a handler passes header values in and
 lets the error middleware answer.
@@ -13,7 +13,9 @@ import base64
 import email.utils
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 from geodrop.errors import (
     BadRequest,
@@ -30,6 +32,7 @@ TUS_EXTENSIONS: Final = (
     "checksum",
     "termination",
     "expiration",
+    "concatenation",
 )
 CHECKSUM_ALGORITHMS: Final = ("sha1", "sha256", "md5")
 OFFSET_CONTENT_TYPE: Final = "application/offset+octet-stream"
@@ -37,6 +40,9 @@ OFFSET_CONTENT_TYPE: Final = "application/offset+octet-stream"
 # The spec sets no limits; these bound the work one header can cause.
 MAX_METADATA_LENGTH: Final = 8 * 1024
 MAX_METADATA_PAIRS: Final = 64
+# Each partial upload of a final one costs the server a look-up and a lock.
+MAX_CONCAT_PARTIALS: Final = 64
+MAX_UPLOAD_CONCAT_LENGTH: Final = 16 * 1024
 
 # Digest sizes are spelled out rather than asked of hashlib, which may refuse
 # md5 on FIPS builds even though we only check a length here.
@@ -271,6 +277,128 @@ def check_patch(
                 f" exceeds Upload-Length {length}"
             )
     return offset
+
+
+@dataclass(frozen=True, slots=True)
+class UploadConcat:
+    """What an Upload-Concat header says (Concatenation extension).
+
+    Attributes:
+        final: False for a partial upload, True for a final upload.
+        partial_ids: For a final upload, the ids of its partial uploads in the order
+            their bytes follow each other; empty for a partial upload.
+    """
+
+    final: bool
+    partial_ids: tuple[str, ...] = ()
+
+
+PARTIAL: Final = UploadConcat(final=False)
+
+# Where a transfer's tus_metadata keeps its Upload-Concat value, as the header would
+# spell it. parse_metadata refuses keys with a space, so no client's Upload-Metadata
+# can forge or overwrite this one.
+CONCAT_METADATA_KEY: Final = "geodrop upload-concat"
+
+
+def parse_upload_concat(value: str | None) -> UploadConcat | None:
+    """Parse the Upload-Concat header of an upload-creation request (Concatenation extension).
+
+    ``partial`` creates a partial upload; ``final;URL URL ...`` a final upload made of
+    the partial uploads at those URLs, in order. A URL is absolute (http or https) or
+    an absolute path, with or without a query (a signature); the upload id is its last
+    path segment, which must follow a ``tus`` segment (``.../tus/ID``).
+
+    Args:
+        value: The Upload-Concat field value, or None when absent.
+
+    Returns:
+        What the header asks for; None when it is absent (an ordinary upload).
+
+    Raises:
+        BadRequest: The value is neither form, a URL is not an upload URL, the list is
+            empty, names an upload twice, or is longer than :data:`MAX_CONCAT_PARTIALS`
+            URLs or :data:`MAX_UPLOAD_CONCAT_LENGTH` characters.
+    """
+    if value is None:
+        return None
+    if len(value) > MAX_UPLOAD_CONCAT_LENGTH:
+        raise BadRequest(f"Upload-Concat is longer than {MAX_UPLOAD_CONCAT_LENGTH} characters")
+    text = value.strip(_OWS)
+    if text == "partial":
+        return PARTIAL
+    kind, semicolon, urls = text.partition(";")
+    if kind != "final" or not semicolon:
+        raise BadRequest(
+            "Upload-Concat must be 'partial', or 'final;' followed by the URLs of partial"
+            f" uploads separated by spaces; got {_shown(value)}"
+        )
+    # Concatenation: "a space-separated list of the partial uploads' URLs".
+    tokens = [token for token in re.split(r"[ \t]+", urls) if token]
+    if not tokens:
+        raise BadRequest("Upload-Concat: a final upload must name at least one partial upload")
+    if len(tokens) > MAX_CONCAT_PARTIALS:
+        raise BadRequest(f"Upload-Concat names more than {MAX_CONCAT_PARTIALS} partial uploads")
+    ids = tuple(_upload_id_in(token) for token in tokens)
+    seen: set[str] = set()
+    for upload_id in ids:
+        if upload_id in seen:
+            raise BadRequest(f"Upload-Concat names the partial upload {_shown(upload_id)} twice")
+        seen.add(upload_id)
+    return UploadConcat(final=True, partial_ids=ids)
+
+
+def format_upload_concat(concat: UploadConcat, upload_path: str = "/tus/") -> str:
+    """Render an Upload-Concat field value; the inverse of :func:`parse_upload_concat`.
+
+    Args:
+        concat: A partial or final upload.
+        upload_path: The path the partial uploads' ids follow in a final's list.
+
+    Returns:
+        ``partial``, or ``final;`` and the partial uploads' paths (Concatenation: the
+        answer to HEAD of a final upload lists them so).
+    """
+    if not concat.final:
+        return "partial"
+    return "final;" + " ".join(upload_path + upload_id for upload_id in concat.partial_ids)
+
+
+def stored_concat(metadata: Mapping[str, str]) -> UploadConcat | None:
+    """What a transfer's tus_metadata records of tus concatenation (None: an ordinary upload).
+
+    Raises:
+        BadRequest: The stored value is not an Upload-Concat value.
+    """
+    return parse_upload_concat(metadata.get(CONCAT_METADATA_KEY))
+
+
+def with_concat(metadata: Mapping[str, str], concat: UploadConcat) -> dict[str, str]:
+    """A client's metadata with the record of ``concat`` added, to keep as tus_metadata."""
+    return {**client_metadata(metadata), CONCAT_METADATA_KEY: format_upload_concat(concat)}
+
+
+def client_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """A transfer's tus_metadata without geodrop's own record: what the client sent."""
+    return {key: text for key, text in metadata.items() if key != CONCAT_METADATA_KEY}
+
+
+def _upload_id_in(url: str) -> str:
+    """The upload id of one URL of an Upload-Concat final list."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = None
+    well_formed = parts is not None and (
+        (parts.scheme in ("http", "https") and bool(parts.netloc))
+        or (not parts.scheme and not parts.netloc)
+    )
+    if parts is None or not well_formed or not parts.path.startswith("/"):
+        raise BadRequest(f"Upload-Concat: {_shown(url)} is not an http(s) URL or an absolute path")
+    folder, _, upload_id = parts.path.rpartition("/")
+    if not upload_id or folder.rpartition("/")[2] != "tus":
+        raise BadRequest(f"Upload-Concat: {_shown(url)} is not an upload URL (.../tus/ID)")
+    return upload_id
 
 
 def http_date(timestamp: float) -> str:

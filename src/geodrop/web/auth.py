@@ -47,6 +47,12 @@ def authenticated_user(request: web.Request, keys: KeysConfig) -> str:
     return user
 
 
+def verified_user(request: web.Request) -> str | None:
+    """The user a request's token was already verified as, if it was (for the access log)."""
+    verified: tuple[KeysConfig, str] | None = request.get(_VERIFIED_USER)
+    return None if verified is None else verified[1]
+
+
 async def authenticated_peer(
     request: web.Request, key: bytes, guard: peerauth.ReplayGuard
 ) -> tuple[str, bytes]:

@@ -21,7 +21,8 @@ REQUEST_ID_HEADER: Final = "X-Request-Id"
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    """The JSON error of DESIGN.md §7, naming the request (as its access-log line does)."""
+    return {"error": {"code": code, "message": message, "request_id": request_id.get()}}
 
 
 def error_response(
@@ -45,8 +46,9 @@ _AIOHTTP_CODES: Final = {
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into ``{"error": {"code", "message"}}`` with the right status."""
-    token = request_id.set(secrets.token_hex(8))
+    """Turn every failure into ``{"error": {"code", "message", "request_id"}}`` with the right
+    status (the request id is the access-log middleware's, or a new one without it)."""
+    token = request_id.set(secrets.token_hex(8)) if request_id.get() == "-" else None
     try:
         response = await handler(request)
     except GeodropError as exc:
@@ -65,7 +67,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         logger.exception("unhandled error in %s %s", request.method, request.path)
         response = error_response(500, "internal", "internal server error")
     finally:
-        request_id.reset(token)
+        if token is not None:
+            request_id.reset(token)
     if not response.prepared:
         response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -73,23 +76,3 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every log record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
-        return True
-
-
-def configure_logging(role: str) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s {role} %(levelname)s [%(request_id)s] %(name)s: %(message)s"
-        )
-    )
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

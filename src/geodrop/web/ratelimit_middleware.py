@@ -6,7 +6,7 @@ spreading over many addresses, nor one address by naming many users. Each byte
 transfer (a PATCH, a blob GET) is one request like any other: its size is the
 business of the quotas and the file-size limit, not of the request rate.
 
-Not counted: ``/healthz`` (monitoring) and the server-to-server ``/v1/peer/*``
+Not counted: ``/healthz`` and ``/metrics`` (monitoring) and the server-to-server ``/v1/peer/*``
 channel, which is authenticated by HMAC in its handlers and must never be slowed
 by what clients do (a throttled heartbeat would mark a healthy region down).
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 # A quarter of a minute's allowance may come at once (1200/min per user: bursts of
 # 300; 3000/min per IP: bursts of 750), then requests are held to the rate.
 BURST_FRACTION: Final = 4
-EXEMPT_PATHS: Final = frozenset({"/healthz"})
+EXEMPT_PATHS: Final = frozenset({"/healthz", "/metrics"})
 EXEMPT_PREFIX: Final = "/v1/peer/"
 # An IPv6 end user is usually given a whole /64; keyed by address, they could take a
 # fresh bucket for every request.

@@ -318,7 +318,9 @@ def test_options_headers() -> None:
     assert options_headers(1 << 30) == {
         "Tus-Resumable": "1.0.0",
         "Tus-Version": "1.0.0",
-        "Tus-Extension": "creation,creation-with-upload,checksum,termination,expiration",
+        "Tus-Extension": (
+            "creation,creation-with-upload,checksum,termination,expiration,concatenation"
+        ),
         "Tus-Max-Size": "1073741824",
         "Tus-Checksum-Algorithm": "sha1,sha256,md5",
     }

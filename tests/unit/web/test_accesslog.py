@@ -1,0 +1,153 @@
+"""Tests of request ids, the access log and its formats, on mocked requests (no sockets)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from aiohttp.typedefs import Handler
+
+from geodrop.config import LoggingConfig
+from geodrop.errors import NotFound
+from geodrop.web.accesslog import CLIENT_CLOSED, access_log_middleware, request_id_for
+from geodrop.web.logformat import TEXT_FORMAT, JsonLineFormatter, RequestIdFilter
+from geodrop.web.middleware import errors_middleware, request_id
+
+SIGNED = "/tus/north.abc?u=alice&exp=1700000000&sig=SECRET-SIGNATURE"
+
+
+def _chain(config: LoggingConfig, handler: Handler, link: str | None = None) -> Handler:
+    """The access log outside the errors middleware, as both servers stack them."""
+    log = access_log_middleware(config, (), (lambda request: link) if link else None)
+
+    async def inner(request: web.Request) -> web.StreamResponse:
+        return await errors_middleware(request, handler)
+
+    async def outer(request: web.Request) -> web.StreamResponse:
+        return await log(request, inner)
+
+    return outer
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise NotFound("no such upload")
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "geodrop.access"]
+
+
+@pytest.mark.parametrize("header", ["abc", "A1._:-z", "x" * 64, "0123456789abcdef"])
+def test_a_sane_request_id_is_kept(header: str) -> None:
+    assert request_id_for(header) == header
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "x" * 65, "two words", "-lead", ".lead", 'q"uote', "tab\t", "é"]
+)
+def test_any_other_request_id_is_replaced_by_a_new_one(header: str | None) -> None:
+    made = request_id_for(header)
+    assert made != header
+    assert len(made) == 16
+    assert int(made, 16) >= 0
+    assert request_id_for(header) != made
+
+
+async def test_an_error_and_its_access_line_carry_the_same_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="geodrop.access")
+    handler = _chain(LoggingConfig(format="json"), _not_found, link="telecom")
+    request = make_mocked_request("PATCH", SIGNED, headers={"X-Request-Id": "given-1"})
+    response = await handler(request)
+    assert isinstance(response, web.Response)
+    assert response.status == 404
+    assert isinstance(response.body, bytes)
+    body = json.loads(response.body)
+    assert body["error"] == {
+        "code": "not_found",
+        "message": "no such upload",
+        "request_id": "given-1",
+    }
+    [line] = _access_lines(caplog)
+    fields = line.access  # type: ignore[attr-defined]
+    assert fields["path"] == "/tus/north.abc"
+    assert (fields["method"], fields["status"], fields["link"]) == ("PATCH", 404, "telecom")
+    assert fields["bytes"] == len(response.body)
+    assert fields["user"] is None
+    assert "SECRET" not in line.getMessage()
+    assert request_id.get() == "-"  # reset once the request is over
+
+
+async def test_the_path_is_logged_as_sent_so_no_line_can_be_forged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="geodrop.access")
+    handler = _chain(LoggingConfig(), _not_found)
+    await handler(make_mocked_request("GET", "/v1/files/x%0A2026-01-01%20fake%20line?q=%0A"))
+    [line] = _access_lines(caplog)
+    assert line.access["path"] == "/v1/files/x%0A2026-01-01%20fake%20line"  # type: ignore[attr-defined]
+    assert "\n" not in line.getMessage()
+
+
+async def test_no_line_when_the_access_log_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="geodrop.access")
+    handler = _chain(LoggingConfig(access_log=False), _not_found)
+    response = await handler(make_mocked_request("GET", "/v1/locate"))
+    assert response.status == 404
+    assert _access_lines(caplog) == []
+
+
+async def test_redirects_and_lost_clients_are_logged_with_their_status(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="geodrop.access")
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("http://127.1.1.1/blobs/x?sig=SECRET")
+
+    async def lost(request: web.Request) -> web.StreamResponse:
+        raise ConnectionResetError("gone")
+
+    log = access_log_middleware(LoggingConfig(), ())
+    with pytest.raises(web.HTTPFound):
+        await log(make_mocked_request("GET", "/v1/files/x?access_token=SECRET"), redirect)
+    with pytest.raises(ConnectionResetError):
+        await log(make_mocked_request("GET", "/blobs/x"), lost)
+    statuses = [(r.access["path"], r.access["status"]) for r in _access_lines(caplog)]  # type: ignore[attr-defined]
+    assert statuses == [("/v1/files/x", 302), ("/blobs/x", CLIENT_CLOSED)]
+    assert all("SECRET" not in r.getMessage() for r in caplog.records)
+
+
+def _record(**extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("geodrop.access", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_json_lines_carry_the_role_the_request_id_and_the_access_fields() -> None:
+    token = request_id.set("rid-7")
+    try:
+        record = _record(access={"method": "GET", "status": 200, "user": None})
+        assert RequestIdFilter().filter(record)
+    finally:
+        request_id.reset(token)
+    line = json.loads(JsonLineFormatter("fileserver-north").format(record))
+    assert line["ts"].endswith("Z")
+    assert (line["level"], line["role"], line["logger"]) == (
+        "INFO",
+        "fileserver-north",
+        "geodrop.access",
+    )
+    assert (line["request_id"], line["message"]) == ("rid-7", "GET /x")
+    assert (line["method"], line["status"], line["user"]) == ("GET", 200, None)
+
+
+def test_text_lines_name_the_role_and_the_request() -> None:
+    record = _record(request_id="rid-8")
+    text = logging.Formatter(TEXT_FORMAT.format(role="directory")).format(record)
+    assert text.endswith("directory INFO [rid-8] geodrop.access: GET /x")
