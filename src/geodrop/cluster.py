@@ -26,8 +26,7 @@ def role_commands(config: ClusterConfig, config_path: Path) -> list[tuple[str, l
     """
     base = [sys.executable, "-m", "geodrop", "--config", str(config_path)]
     commands = [
-        (_numbered("directory", i), [*base, "directory"])
-        for i in range(config.directory.instances)
+        (_numbered("directory", i), [*base, "directory"]) for i in range(config.directory.instances)
     ]
     commands += [
         (_numbered(f"fileserver {r.name}", i), [*base, "fileserver", "--region", r.name])
