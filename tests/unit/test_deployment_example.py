@@ -80,3 +80,11 @@ def test_backing_services_match_the_config() -> None:
     # South's SQLite and blobs live on the volume mounted at their folder.
     south_volumes = compose["services"]["south"]["volumes"]
     assert "south-data:/var/lib/geodrop/south" in south_volumes
+
+
+def test_the_image_carries_the_web_clients_npm_file_where_make_web_puts_it() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    build_web = (ROOT / "scripts" / "build-web.sh").read_text()
+    assert "target=src/geodrop/directory/static" in build_web
+    assert "./src/geodrop/directory/static/tus.min.js" in dockerfile
+    assert "COPY web/package.json web/package-lock.json" in dockerfile
