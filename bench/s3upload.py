@@ -17,27 +17,44 @@ calls `sync`, untimed, so no side inherits the other's dirty pages.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from bench.context import BenchContext, GiB
 from bench.datafiles import random_file, sha256_of
 from bench.measure import Results, alternate, ratio, ratio_text
 from bench.procs import Service, Services
 from bench.report import Section, Target, markdown_table
-from bench.seaweedfs import SeaweedFS
-from bench.seaweedfs import start as start_seaweedfs
 from bench.testbed import Cluster
+
+if TYPE_CHECKING:
+    from support.seaweedfs import SeaweedFS
 
 GEODROP: Final = "geodrop (tus → S3 multipart)"
 BOTO3: Final = "boto3 upload_file (default TransferConfig)"
 SIDES: Final = (GEODROP, BOTO3)
 BUCKET: Final = "bench"
 GOAL: Final = 0.5
+REPO: Final = Path(__file__).resolve().parent.parent
+# Volumes that take a 1 GiB file in one (the tests' are small, for many small buckets).
+VOLUME_SIZE_LIMIT_MB: Final = 1024
 
 Send = Callable[[], float]  # one upload; its seconds
+
+
+def _running_seaweedfs(root: Path) -> AbstractContextManager[SeaweedFS]:
+    # SeaweedFS starts exactly as the tests start it (tests/support/seaweedfs.py), as
+    # bench/metadata.py does PostgreSQL.
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from support.seaweedfs import running_seaweedfs
+
+    return running_seaweedfs(root, volume_size_limit_mb=VOLUME_SIZE_LIMIT_MB)
 
 
 def _measured(
@@ -89,29 +106,28 @@ def _boto3_send(seaweedfs: SeaweedFS, data: Path) -> Send:
 
 def run(ctx: BenchContext) -> Section:
     size = ctx.big_file
-    with Services(ctx.work_dir / "logs") as services:
-        data = random_file(ctx.work_dir / "data.bin", size)
-        sha256 = sha256_of(data)
-        seaweedfs = start_seaweedfs(services, ctx.work_dir / "seaweedfs")
-        try:
-            seaweedfs.client().create_bucket(Bucket=BUCKET)
-            cluster = Cluster(
-                ctx.work_dir / "geodrop",
-                services,
-                storage={"north": seaweedfs.storage_table(BUCKET, "geodrop/")},
-            )
-            cluster.start(["directory", "north"])
-            north = cluster.service("north")
-            sides = {
-                GEODROP: _measured(
-                    _geodrop_send(cluster, data, sha256), size, seaweedfs.service, north
-                ),
-                BOTO3: _measured(_boto3_send(seaweedfs, data), size, seaweedfs.service, north),
-            }
-            results = alternate(ctx, "s3 upload", sides, warmup=True)
-            peak_rss_mib = north.peak_rss_kib() / 1024
-        finally:
-            seaweedfs.stop(services)
+    data = random_file(ctx.work_dir / "data.bin", size)
+    sha256 = sha256_of(data)
+    # geodrop stops first (leaving the `with`s inside out): SeaweedFS outlives its client.
+    with (
+        _running_seaweedfs(ctx.work_dir / "seaweedfs") as seaweedfs,
+        Services(ctx.work_dir / "logs") as services,
+    ):
+        store = Service("seaweedfs", seaweedfs.process, seaweedfs.log_dir / "stdout.log")
+        seaweedfs.client().create_bucket(Bucket=BUCKET)
+        cluster = Cluster(
+            ctx.work_dir / "geodrop",
+            services,
+            storage={"north": seaweedfs.storage_table(BUCKET, prefix="geodrop/")},
+        )
+        cluster.start(["directory", "north"])
+        north = cluster.service("north")
+        sides = {
+            GEODROP: _measured(_geodrop_send(cluster, data, sha256), size, store, north),
+            BOTO3: _measured(_boto3_send(seaweedfs, data), size, store, north),
+        }
+        results = alternate(ctx, "s3 upload", sides, warmup=True)
+        peak_rss_mib = north.peak_rss_kib() / 1024
     return _section(ctx, results, peak_rss_mib)
 
 

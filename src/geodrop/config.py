@@ -58,6 +58,7 @@ class LocalStorageConfig:
 
 
 MIN_S3_PART_SIZE: Final = 5 * 1024 * 1024  # S3's smallest part but the last
+MAX_S3_PARTS: Final = 10_000  # S3's limit on the parts of one multipart upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,6 +648,21 @@ def _parse_geo(table: _Table, region_names: set[str]) -> GeoConfig:
     return geo
 
 
+def _check_s3_part_count(index: int, storage: StorageConfig, max_file_size: int) -> None:
+    """An S3 upload is one multipart upload of at most :data:`MAX_S3_PARTS` parts, so the
+    part size bounds the largest file: refuse at start a limit no upload could reach."""
+    if not isinstance(storage, S3StorageConfig):
+        return
+    largest = MAX_S3_PARTS * storage.part_size
+    if max_file_size > largest:
+        raise ConfigError(
+            f"regions[{index}].storage.part_size: parts of {storage.part_size} bytes allow "
+            f"files of at most {largest} bytes (S3 takes {MAX_S3_PARTS:,} parts), less than "
+            f"limits.max_file_size = {max_file_size}; use a part_size of at least "
+            f"{-(-max_file_size // MAX_S3_PARTS)}"
+        )
+
+
 def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
     """Build a :class:`ClusterConfig` from parsed TOML.
 
@@ -709,6 +725,8 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         sweep_interval_seconds=limits_table.number("sweep_interval_seconds", 30.0),
     )
     limits_table.finish()
+    for i, region in enumerate(regions):
+        _check_s3_part_count(i, region.storage, limits.max_file_size)
     tls_table = root.table("tls", required=False)
     tls = None
     if tls_table.data:

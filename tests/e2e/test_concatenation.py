@@ -2,7 +2,9 @@
 
 A 200 MB file goes as four partial uploads in parallel plus a final upload, by raw HTTP
 and by geodrop's own client and command; the bodies of the raw-HTTP checks live in
-support/concatenation.py, so the same checks run against a region on S3.
+support/concatenation.py, and run in both layouts: north on local FS + SQLite, and north
+on SeaweedFS S3 + PostgreSQL with two access units (support/layouts.py), where the
+final object must be made of the partials by server-side copies.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import asyncio
 import json
 import os
 import signal
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,10 +24,11 @@ import pytest
 from geodrop.client import Client
 from geodrop.protocol import signing
 from support.cli_process import CliUser, read_line_starting, started
-from support.cluster import Cluster, client_address, user_token
+from support.cluster import Cluster, client_address, running_cluster, user_token
 from support.concatenation import (
     check_concatenated_upload,
     check_concatenation_refusals,
+    equal_pieces,
     head,
     streamed_sha256,
 )
@@ -37,6 +41,7 @@ from support.e2e_flows import (
     write_random_file,
 )
 from support.http import session_from
+from support.seaweedfs import s3_client
 from support.transfer_checks import signed_blob_url, unique_user
 
 pytestmark = pytest.mark.e2e
@@ -74,14 +79,46 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFile]:
     file.path.unlink()
 
 
+@pytest.fixture(scope="module")
+def layout_cluster(
+    layout_options: dict[str, Any],
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:
+    """The module's own cluster in the embedded layout (no options), else a cluster of
+    the scaled-out layout."""
+    if not layout_options:
+        yield request.getfixturevalue("cluster")
+        return
+    with running_cluster(tmp_path_factory.mktemp("scaled"), **layout_options) as running:
+        yield running
+
+
+def s3_parts(cluster: Cluster, region: str, file_id: str) -> tuple[int, int] | None:
+    """How many parts the object of ``file_id`` has and the first one's size, asked of
+    the S3 store ``region`` keeps its files in; None for a region on local FS."""
+    storage = tomllib.loads(f"storage = {cluster.layout(region).storage}")["storage"]
+    if storage["kind"] != "s3":
+        return None
+    client = s3_client(storage["endpoint_url"], storage["access_key"], storage["secret_key"])
+    key = f"{storage.get('prefix', '')}files/{file_id}"
+    first = client.head_object(Bucket=storage["bucket"], Key=key, PartNumber=1)
+    return first["PartsCount"], first["ContentLength"]
+
+
 async def test_200_mb_as_four_parallel_partial_uploads(
-    cluster: Cluster, big_file: LocalFile
+    layout_cluster: Cluster, big_file: LocalFile
 ) -> None:
-    await check_concatenated_upload(cluster, "north", big_file, parts=4)
+    sent = await check_concatenated_upload(layout_cluster, "north", big_file, parts=4)
+    parts = await asyncio.to_thread(s3_parts, layout_cluster, "north", sent.file_id)
+    if parts is not None:
+        # One part per partial upload, copied inside S3 (UploadPartCopy). Bytes sent again
+        # through geodrop would be cut into parts of the region's part size (5 MiB here).
+        assert parts == (4, equal_pieces(SIZE, 4)[0])
 
 
-async def test_refusals(cluster: Cluster) -> None:
-    await check_concatenation_refusals(cluster, "north")
+async def test_refusals(layout_cluster: Cluster) -> None:
+    await check_concatenation_refusals(layout_cluster, "north")
 
 
 def signed_upload_url(cluster: Cluster, path: str, user: str, link: str) -> str:

@@ -2,7 +2,8 @@
 
 A file of known size goes up through north's telecom link and down through north's
 unicom link: exactly those links' byte counters move, by exactly the file's size, and
-exactly as much as the link meters (the file server's /v1/status) counted.
+exactly as much as the link meters (the file server's /v1/status) counted; the storage
+used moves by the file's size too.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ async def test_byte_and_transfer_counters_move_on_the_link_that_carried_the_file
         latency = series("geodrop_negotiation_seconds_sum", direction=direction, outcome="ok")
         assert delta(after, before, latency) > 0
     assert after[series("geodrop_storage_free_bytes")] > 0
+    # The region now stores the file: nothing else was uploaded meanwhile.
+    assert delta(after, before, series("geodrop_storage_used_bytes")) == SIZE
 
     # The counters are the link meters' own figures: what heartbeats and /v1/status report.
     async with session_from(client_address("north", "telecom")) as session:

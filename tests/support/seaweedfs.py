@@ -3,6 +3,7 @@
 Started on loopback with an identities file, so the S3 gateway checks the key as a real
 store would (without one SeaweedFS accepts anything, even unsigned requests). Every
 HTTP port's gRPC twin is the port + 10000: ports are picked so that both are free.
+The benchmark (bench/s3upload.py) starts its SeaweedFS here too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -52,6 +53,8 @@ class SeaweedFS:
     secret_key: str
     root: Path
     log_dir: Path
+    # The ``weed`` process (the benchmark measures its CPU time).
+    process: subprocess.Popen[bytes] = field(repr=False, compare=False)
 
     def client(self) -> S3Client:
         """A plain boto3 client, to look at what geodrop left in the store."""
@@ -67,6 +70,20 @@ class SeaweedFS:
             region_name=REGION_NAME,
             **options,  # type: ignore[arg-type]
         )
+
+    def storage_table(self, bucket: str, **options: int | str) -> str:
+        """geodrop's ``storage`` TOML inline table for ``bucket``, with more ``options``
+        (``part_size = 5242880``, ``downloads = "presign"``…)."""
+        settings: dict[str, int | str] = {
+            "kind": "s3",
+            "endpoint_url": self.endpoint_url,
+            "bucket": bucket,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            **options,
+        }
+        pairs = (f"{key} = {json.dumps(value)}" for key, value in settings.items())
+        return "{ " + ", ".join(pairs) + " }"
 
     def new_bucket(self) -> str:
         """A fresh, empty bucket."""
@@ -135,7 +152,7 @@ def _free_ports(count: int) -> list[int]:
     raise RuntimeError("no free ports for SeaweedFS")
 
 
-def _command(root: Path, log_dir: Path, ports: list[int]) -> list[str]:
+def _command(root: Path, log_dir: Path, ports: list[int], volume_size_limit_mb: int) -> list[str]:
     master, volume, filer, s3 = ports
     return [
         str(WEED),
@@ -151,7 +168,7 @@ def _command(root: Path, log_dir: Path, ports: list[int]) -> list[str]:
         f"-s3.port={s3}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
-        "-master.volumeSizeLimitMB=64",
+        f"-master.volumeSizeLimitMB={volume_size_limit_mb}",
         "-volume.max=0",
         "-volume.preStopSeconds=0",
         f"-filer.localSocket={root / 'filer.sock'}",
@@ -224,8 +241,13 @@ def _owned_by_nobody(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_seaweedfs(root: Path) -> Iterator[SeaweedFS]:
+def running_seaweedfs(root: Path, *, volume_size_limit_mb: int = 64) -> Iterator[SeaweedFS]:
     """Start SeaweedFS with its data and logs under ``root``; stop it on exit.
+
+    Args:
+        volume_size_limit_mb: the size of one volume. The tests' small volumes let many
+            buckets (each a collection of volumes) share the disk; the benchmark's 1 GiB
+            files go into larger ones.
 
     Raises:
         RuntimeError: it did not start; the message carries its log.
@@ -235,15 +257,16 @@ def running_seaweedfs(root: Path) -> Iterator[SeaweedFS]:
     log_dir.mkdir()
     _write_identities(data / "s3.json")
     ports = _free_ports(4)
-    server = SeaweedFS(f"http://{HOST}:{ports[3]}", ACCESS_KEY, SECRET_KEY, data, log_dir)
     with (log_dir / "stdout.log").open("wb") as output:
         process = subprocess.Popen(
-            _command(data, log_dir, ports),
+            _command(data, log_dir, ports, volume_size_limit_mb),
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    endpoint = f"http://{HOST}:{ports[3]}"
+    server = SeaweedFS(endpoint, ACCESS_KEY, SECRET_KEY, data, log_dir, process)
     try:
         _wait_until_ready(server, process)
         yield server

@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Callable
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -186,6 +186,24 @@ def _duplicate_link(document: Document) -> None:
 
 # An s3 storage table without its endpoint, for cases to complete or break.
 _S3: dict[str, object] = {"kind": "s3", "bucket": "geodrop", "access_key": "k", "secret_key": "s"}
+_PART: Final = 5 * 1024 * 1024
+# S3 takes 10,000 parts: 5 MiB parts hold files of 10,000 × 5 MiB at the most.
+_LARGEST_WITH_PART: Final = 10_000 * _PART
+
+
+def _s3_parts(max_file_size: int) -> Callable[[Document], None]:
+    """Region 1 on S3 with 5 MiB parts, and files of up to ``max_file_size`` bytes."""
+
+    def mutate(document: Document) -> None:
+        document["regions"][1]["storage"] = {
+            **_S3,
+            "endpoint_url": "http://127.0.0.1:9000",
+            "part_size": _PART,
+        }
+        document.setdefault("limits", {})["max_file_size"] = max_file_size
+
+    return mutate
+
 
 BAD_CONFIGS: list[tuple[str, Callable[[Document], None], str]] = [
     ("missing [keys]", _delete("keys"), "keys"),
@@ -237,6 +255,11 @@ BAD_CONFIGS: list[tuple[str, Callable[[Document], None], str]] = [
         "s3 part too small",
         _set("regions.0.storage", {**_S3, "endpoint_url": "http://127.0.0.1:9000", "part_size": 1}),
         "regions[0].storage.part_size",
+    ),
+    (
+        "s3 parts too small for max_file_size",
+        _s3_parts(_LARGEST_WITH_PART + 1),
+        "regions[1].storage.part_size",
     ),
     (
         "s3 downloads mode",
@@ -336,6 +359,16 @@ def test_bad_config_names_the_key(
     with pytest.raises(ConfigError) as raised:
         parse_config(document, Path("/srv"))
     assert raised.value.message.startswith(f"{key}: "), raised.value.message
+
+
+def test_s3_part_size_bounds_the_largest_file(document: Document) -> None:
+    _s3_parts(_LARGEST_WITH_PART + 1)(document)
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document, Path("/srv"))
+    assert f"files of at most {_LARGEST_WITH_PART} bytes" in raised.value.message
+    assert f"at least {_PART + 1}" in raised.value.message  # the part size that would do
+    _s3_parts(_LARGEST_WITH_PART)(document)
+    assert parse_config(document, Path("/srv")).regions[1].storage.kind == "s3"
 
 
 def test_bad_config_error_is_not_an_http_error(document: Document) -> None:

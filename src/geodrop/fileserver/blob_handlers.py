@@ -46,6 +46,8 @@ SAFE_BLOB_HEADERS: Final = {
     "Cache-Control": "private, max-age=0, no-transform",
     "Accept-Ranges": "bytes",
 }
+# Whatever type its uploader declared: a browser must never render a file (SECURITY.md).
+SERVED_CONTENT_TYPE: Final = "application/octet-stream"
 BLOB_PATH_PREFIX: Final = "/blobs"
 # The longest a SigV4 presigned URL may live (S3's limit).
 MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
@@ -109,18 +111,22 @@ async def blob(request: web.Request) -> web.StreamResponse:
         if outcome is ranges.RangeOutcome.NOT_MODIFIED:
             return web.Response(status=decision.status, headers=headers)
         span = decision.range
+        disposition = content_disposition(transfer.filename)
         if request.method == "GET":
             ttl = min(server.config.limits.signed_url_ttl_seconds, MAX_PRESIGN_SECONDS)
-            location = await stored.presigned_url(ttl)
+            # The store answers as the link would: the same type and file name.
+            location = await stored.presigned_url(
+                ttl, content_type=SERVED_CONTENT_TYPE, content_disposition=disposition
+            )
             if location is not None:
                 return await _redirect_to_store(
                     server, transfer, grant.user, span, stored, location
                 )
         if outcome is ranges.RangeOutcome.PARTIAL:
             headers["Content-Range"] = span.content_range(stored.size)
-        headers["Content-Disposition"] = content_disposition(transfer.filename)
+        headers["Content-Disposition"] = disposition
         response = web.StreamResponse(status=decision.status, headers=headers)
-        response.content_type = "application/octet-stream"
+        response.content_type = SERVED_CONTENT_TYPE
         response.content_length = span.length
         await response.prepare(request)
         if request.method == "HEAD":

@@ -1,5 +1,5 @@
 """A file server's Prometheus metrics: transfers and bytes per link, negotiation latency,
-storage.
+storage free and used.
 
 Byte counters and active transfers are read from the link meters when scraped, so they
 are exactly what the meters counted (and what heartbeats and link choice use). They are
@@ -16,12 +16,13 @@ from enum import StrEnum
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from geodrop.errors import GeodropError
 from geodrop.fileserver.context import FileServer
+from geodrop.storage.base import UNKNOWN_FREE_BYTES
 from geodrop.web.metrics import LATENCY_BUCKETS, timed
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,38 @@ class _LinkCollector(Collector):
         yield from (sent, received, active, rate)
 
 
+class _StorageCollector(Collector):
+    """The region's storage figures, as the last scrape read them (``refresh``).
+
+    A figure the storage unit cannot tell (S3 reports no free space) or could not be
+    read has no sample, rather than a made-up number: Prometheus then sees the series
+    absent, which ``absent()`` and alerts handle, where a sentinel would pass for a
+    real figure.
+    """
+
+    def __init__(self) -> None:
+        self.free: int | None = None
+        self.used: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        free = GaugeMetricFamily(
+            "geodrop_storage_free_bytes",
+            "Bytes the region's storage unit can still take, as it reports them; no sample "
+            "when it cannot tell (an S3 store).",
+        )
+        if self.free is not None:
+            free.add_metric([], self.free)
+        used = GaugeMetricFamily(
+            "geodrop_storage_used_bytes",
+            "Bytes the region's files hold and its unfinished uploads will hold (their "
+            "declared sizes), from the region's metadata: every access unit reports the "
+            "same figure.",
+        )
+        if self.used is not None:
+            used.add_metric([], self.used)
+        yield from (free, used)
+
+
 class FileServerMetrics:
     """One file server's own registry and the figures its handlers record."""
 
@@ -102,23 +135,29 @@ class FileServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.storage_free = Gauge(
-            "geodrop_storage_free_bytes",
-            "Bytes the region's storage unit can still take, as it reports them.",
-            registry=self.registry,
-        )
+        self._storage = _StorageCollector()
         for link in server.region.links:
             for direction in Direction:
                 for counter in (self.started, self.completed, self.failed):
                     counter.labels(link.name, link.carrier, direction)
         self.registry.register(_LinkCollector(server))
+        self.registry.register(self._storage)
 
     async def refresh(self) -> None:
-        """Update what is read only when scraped: the storage unit's free bytes."""
+        """Update what is read only when scraped: the storage unit's free bytes, the
+        bytes the region stores."""
+        storage = self._storage
         try:
-            self.storage_free.set(await self._server.store.free_bytes())
+            free = await self._server.store.free_bytes()
+            storage.free = None if free == UNKNOWN_FREE_BYTES else free
         except (GeodropError, OSError) as exc:
+            storage.free = None
             logger.warning("metrics: storage free bytes unavailable: %s", exc)
+        try:
+            storage.used = await self._server.transfers.bytes_stored()
+        except (GeodropError, OSError) as exc:
+            storage.used = None
+            logger.warning("metrics: storage used bytes unavailable: %s", exc)
 
     @contextmanager
     def transfer(self, link: str, direction: Direction) -> Iterator[None]:

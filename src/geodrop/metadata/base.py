@@ -202,6 +202,12 @@ class TransferStore(ABC):
         """
 
     @abstractmethod
+    async def bytes_stored(self) -> int:
+        """Bytes the region's transfers hold or will hold: a complete file its size, an
+        unfinished upload its declared size (what storage must keep room for); retired
+        transfers nothing. The region's "storage used", whatever the storage unit."""
+
+    @abstractmethod
     def upload_lock(self, transfer_id: str) -> AbstractAsyncContextManager[None]:
         """Exclusive right to write one upload.
 

@@ -297,6 +297,11 @@ class PostgresTransferStore(TransferStore):
         assert row is not None  # an aggregate always answers one row
         return Usage(int(row["held"]), int(row["recent"]), row["oldest"])
 
+    async def bytes_stored(self) -> int:
+        async with self._db.connection() as c:
+            stored = await c.fetchval("SELECT COALESCE(SUM(size), 0)::BIGINT FROM transfers")
+        return int(stored)
+
     @asynccontextmanager
     async def upload_lock(self, transfer_id: str) -> AsyncIterator[None]:
         try:

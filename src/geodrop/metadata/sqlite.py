@@ -547,6 +547,13 @@ class SqliteTransferStore(TransferStore):
 
         return await self._db.run(select)
 
+    async def bytes_stored(self) -> int:
+        def select(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT COALESCE(SUM(size), 0) FROM transfers").fetchone()
+            return int(row[0])
+
+        return await self._db.run(select)
+
     @asynccontextmanager
     async def upload_lock(self, transfer_id: str) -> AsyncIterator[None]:
         try:

@@ -12,7 +12,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import BinaryIO
+from typing import BinaryIO, Final
+
+# What :meth:`BlobStore.free_bytes` answers when the backend cannot tell (an object store
+# reports no free space): large enough that negotiation never refuses on it, and
+# recognisable, so that nothing reports it as a figure (the free-bytes metric omits it).
+UNKNOWN_FREE_BYTES: Final = 1 << 62
 
 
 class UploadWriter(ABC):
@@ -50,9 +55,17 @@ class StoredBlob(ABC):
     async def close(self) -> None:
         """Release the blob."""
 
-    async def presigned_url(self, ttl_seconds: int) -> str | None:
+    async def presigned_url(
+        self, ttl_seconds: int, *, content_type: str, content_disposition: str
+    ) -> str | None:
         """A URL the client may fetch the bytes from directly (a presigned S3 GET, which
-        honours Range), or None to have the link serve them."""
+        honours Range), or None to have the link serve them.
+
+        Args:
+            ttl_seconds: how long the URL works.
+            content_type: the ``Content-Type`` the URL's answers carry.
+            content_disposition: the ``Content-Disposition`` they carry.
+        """
         return None
 
 
@@ -127,7 +140,7 @@ class BlobStore(ABC):
 
     @abstractmethod
     async def free_bytes(self) -> int:
-        """Space left for new uploads."""
+        """Space left for new uploads, or :data:`UNKNOWN_FREE_BYTES`."""
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release the backend's resources."""

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from geodrop.config import MIN_S3_PART_SIZE, S3StorageConfig
 from geodrop.errors import Conflict, NotFound, OffsetMismatch, PayloadTooLarge
-from geodrop.storage.base import BlobStore, StoredBlob, UploadWriter
+from geodrop.storage.base import UNKNOWN_FREE_BYTES, BlobStore, StoredBlob, UploadWriter
 from geodrop.storage.s3_objects import S3Objects, is_missing
 from geodrop.storage.s3_uploads import (
     MAX_PARTS,
@@ -46,9 +46,6 @@ from geodrop.storage.s3_uploads import (
 
 logger = logging.getLogger(__name__)
 
-# S3 reports no free space: the object store's own limits (quotas, full volumes, which
-# fail the write with 507) apply instead, so negotiation is never refused up front.
-UNKNOWN_FREE_BYTES: Final = 1 << 62
 MAX_PART_SIZE: Final = 5 * 1024**3  # S3's largest part
 _READ_CHUNK: Final = 1024 * 1024
 
@@ -98,10 +95,17 @@ class S3Blob(StoredBlob):
             body.close()
         self._open.clear()
 
-    async def presigned_url(self, ttl_seconds: int) -> str | None:
+    async def presigned_url(
+        self, ttl_seconds: int, *, content_type: str, content_disposition: str
+    ) -> str | None:
         if not self._presign:
             return None
-        return await self._objects.presigned_get(self._key, ttl_seconds)
+        return await self._objects.presigned_get(
+            self._key,
+            ttl_seconds,
+            content_type=content_type,
+            content_disposition=content_disposition,
+        )
 
 
 class S3BlobStore(BlobStore):
@@ -318,7 +322,9 @@ class S3BlobStore(BlobStore):
         await self.objects.delete(self.objects.file_key(file_id))
 
     async def free_bytes(self) -> int:
-        """Unknown (:data:`UNKNOWN_FREE_BYTES`): the object store's own limits apply."""
+        """Unknown (:data:`UNKNOWN_FREE_BYTES`): S3 reports no free space, so the object
+        store's own limits (quotas, full volumes, which fail the write with 507) apply
+        instead, and negotiation is never refused up front."""
         return UNKNOWN_FREE_BYTES
 
     async def close(self) -> None:

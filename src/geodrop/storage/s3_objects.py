@@ -362,16 +362,20 @@ class S3Objects:
                 if not is_missing(exc):
                     raise
 
-    async def presigned_get(self, key: str, ttl_seconds: int) -> str:
-        """A URL that lets its holder GET ``key`` (with Range) for ``ttl_seconds``."""
+    async def presigned_get(
+        self, key: str, ttl_seconds: int, *, content_type: str, content_disposition: str
+    ) -> str:
+        """A URL that lets its holder GET ``key`` (with Range) for ``ttl_seconds``; the
+        store answers it with these ``Content-Type`` and ``Content-Disposition`` values
+        (S3's signed response-header overrides), whatever the object was stored with."""
         client = await self.client()
         return await client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
                 "Key": key,
-                "ResponseContentType": OCTET_STREAM,
-                "ResponseContentDisposition": "attachment",
+                "ResponseContentType": content_type,
+                "ResponseContentDisposition": content_disposition,
             },
             ExpiresIn=ttl_seconds,
         )

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
+from geodrop.config import MAX_S3_PARTS
 from geodrop.errors import Conflict, NotFound, PayloadTooLarge
 from geodrop.storage.base import UploadWriter
 from geodrop.storage.s3_objects import S3Objects
@@ -28,7 +29,8 @@ from geodrop.storage.s3_objects import S3Objects
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-MAX_PARTS: Final = 10_000  # S3's limit on the parts of one multipart upload
+# S3's limit on the parts of one multipart upload; config refuses a file size limit beyond it.
+MAX_PARTS: Final = MAX_S3_PARTS
 _FORMAT: Final = 1
 # Uploads whose running sha256 this process keeps; beyond, the oldest is forgotten (its
 # sha256 is then computed by reading the upload back).

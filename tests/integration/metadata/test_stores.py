@@ -621,3 +621,18 @@ async def test_tombstones_hold_no_bytes_but_count_as_uploads(
     usage = await transfer_store.usage("quota-user", since=150.0)
     assert usage == Usage(bytes_held=100, uploads_since=2, oldest_since=200.0)
     assert (await transfer_store.usage("quota-user", since=250.0)).uploads_since == 1
+
+
+async def test_bytes_stored_counts_files_and_unfinished_uploads_of_every_sender(
+    transfer_store: TransferStore,
+) -> None:
+    assert await transfer_store.bytes_stored() == 0
+    await transfer_store.create(transfer(ID, size=100))
+    await transfer_store.create(transfer(ID2, sender="carol", size=5 * 1024**3))
+    await transfer_store.create(transfer(ID3, size=7))
+    await transfer_store.complete(ID, "ab" * 32, NOW, NOW + 100)
+    # A complete file and two unfinished uploads at their declared sizes, beyond 32 bits.
+    assert await transfer_store.bytes_stored() == 100 + 5 * 1024**3 + 7
+    await transfer_store.retire(ID, NOW + 1)
+    await transfer_store.retire(ID3, NOW + 1)
+    assert await transfer_store.bytes_stored() == 5 * 1024**3

@@ -289,7 +289,8 @@ async def test_reads_stream_in_bounded_chunks(stores: StoreFactory) -> None:
         chunks = [chunk async for chunk in blob.chunks(MIB + 1, 6 * MIB - 1)]
         assert b"".join(chunks) == data[MIB + 1 : 6 * MIB - 1]
         assert max(len(chunk) for chunk in chunks) <= MIB
-        assert await blob.presigned_url(60) is None  # "stream": the link serves the bytes
+        # "stream": the link serves the bytes.
+        assert await blob.presigned_url(60, content_type="a/b", content_disposition="x") is None
     finally:
         await blob.close()
 
@@ -354,14 +355,17 @@ async def test_presigned_download_with_range(stores: StoreFactory) -> None:
     await committed(store, data, ID)
     blob = await store.open_file(ID)
     try:
-        url = await blob.presigned_url(60)
+        url = await blob.presigned_url(
+            60, content_type="text/plain", content_disposition='attachment; filename="a.txt"'
+        )
     finally:
         await blob.close()
     assert url is not None
     status, headers, body = await asyncio.to_thread(_fetch, url, "bytes=1000-1999")
     assert status == 206
     assert headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
-    assert headers["Content-Disposition"] == "attachment"
+    assert headers["Content-Type"] == "text/plain"
+    assert headers["Content-Disposition"] == 'attachment; filename="a.txt"'
     assert body == data[1000:2000]
     tampered = url.replace("Signature=", "Signature=0")
     status, _, _ = await asyncio.to_thread(_fetch, tampered, "bytes=0-9")

@@ -7,12 +7,15 @@ geodrop, the bytes read by ranged GETs).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import unquote
 
 import pytest
 
+from geodrop.fileserver.blob_handlers import content_disposition
 from support.blobstores import MIB
 from support.cluster import Cluster, RegionLayout, client_address, running_cluster, user_token
 from support.e2e_flows import (
@@ -20,21 +23,20 @@ from support.e2e_flows import (
     download,
     negotiate_download,
     negotiate_upload,
+    post_json,
     send_file,
     write_random_file,
 )
 from support.http import session_from
+from support.observability import scrape, series
 from support.seaweedfs import SeaweedFS
+from support.transfer_checks import patch
 
 pytestmark = pytest.mark.s3
 
-
-def _s3_table(seaweedfs: SeaweedFS, bucket: str, downloads: str) -> str:
-    return (
-        f'{{ kind = "s3", endpoint_url = "{seaweedfs.endpoint_url}", bucket = "{bucket}", '
-        f'access_key = "{seaweedfs.access_key}", secret_key = "{seaweedfs.secret_key}", '
-        f'part_size = {5 * MIB}, downloads = "{downloads}" }}'
-    )
+# Quotes, a semicolon, spaces and CJK: all of it must survive the trip through S3.
+NAME: Final = 'q3 "report"; 报告.html'
+HTML: Final = b"<html><body><script>document.title = 'ran'</script></body></html>"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,9 @@ def s3_cluster(seaweedfs: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -
     buckets = {"north": seaweedfs.new_bucket(), "east": seaweedfs.new_bucket()}
     layouts = {
         region: RegionLayout(
-            storage=_s3_table(seaweedfs, bucket, "presign" if region == "north" else "stream"),
+            storage=seaweedfs.storage_table(
+                bucket, part_size=5 * MIB, downloads="presign" if region == "north" else "stream"
+            ),
             metadata=f'{{ kind = "sqlite", path = "{region}/metadata.sqlite3" }}',
         )
         for region, bucket in buckets.items()
@@ -105,6 +109,48 @@ async def test_presign_redirects_to_the_store(
             address["url"], headers={"Range": f"bytes={file.size}-"}, allow_redirects=False
         ) as response:
             assert response.status == 416
+
+
+async def test_presigned_answers_name_and_type_the_file_as_the_link_does(
+    s3_cluster: Cluster,
+) -> None:
+    async with session_from(client_address("north", "telecom"), user_token("alice")) as session:
+        body = {
+            "name": NAME,
+            "size": len(HTML),
+            "sha256": hashlib.sha256(HTML).hexdigest(),
+            "receivers": ["bob"],
+            "content_type": "text/html",
+        }
+        access = s3_cluster.access_url("north")
+        upload = await post_json(session, access + "/v1/uploads", body, expected=201)
+    assert (await patch(upload["upload_url"], HTML, 0)).status == 204
+    address = await _download_url(s3_cluster, "north", upload["file_id"])
+    async with session_from(client_address("north", "unicom")) as session:
+        async with session.head(address["url"]) as own:  # answered by the link itself
+            assert own.status == 200
+            disposition = own.headers["Content-Disposition"]
+            assert own.content_type == "application/octet-stream"
+        async with session.get(address["url"], allow_redirects=False) as redirect:
+            assert redirect.status == 302
+            location = redirect.headers["Location"]
+        async with session.get(location) as stored:
+            assert stored.status == 200
+            assert stored.headers.getall("Content-Disposition") == [disposition]
+            # Never the uploader's text/html, from the store either.
+            assert stored.content_type == "application/octet-stream"
+            assert await stored.read() == HTML
+    assert disposition == content_disposition(NAME)
+    assert unquote(disposition.rpartition("UTF-8''")[2], errors="strict") == NAME
+
+
+async def test_metrics_leave_out_the_free_bytes_s3_cannot_tell(s3_cluster: Cluster) -> None:
+    samples = await scrape(s3_cluster.access_url("north") + "/metrics")
+    assert series("geodrop_storage_free_bytes") not in samples
+    assert samples[series("geodrop_storage_used_bytes")] >= 0
+    # A region on local disk reports its free bytes.
+    south = await scrape(s3_cluster.access_url("south") + "/metrics")
+    assert south[series("geodrop_storage_free_bytes")] > 0
 
 
 async def test_stream_serves_ranges_from_the_store(s3_cluster: Cluster, tmp_path: Path) -> None:
