@@ -341,4 +341,4 @@ def _section(
         f"{files:,} files, {samples:,} samples per operation and backend; bulk load: {loads}.\n\n"
         f"{table}\n"
     )
-    return Section("7. Metadata at scale", body, targets)
+    return Section("8. Metadata at scale", body, targets)

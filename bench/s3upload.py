@@ -174,4 +174,4 @@ def _section(ctx: BenchContext, results: Results, peak_rss_mib: float) -> Sectio
             ),
         ]
     )
-    return Section("S3 upload", markdown, targets)
+    return Section("9. S3 upload", markdown, targets)

@@ -35,12 +35,7 @@ class Backends:
         """A storage table for a fresh bucket, with S3's smallest parts (5 MiB)."""
         bucket = self.seaweedfs.new_bucket()
         self._made.append(("bucket", bucket))
-        s3 = self.seaweedfs
-        return (
-            f'{{ kind = "s3", endpoint_url = "{s3.endpoint_url}", bucket = "{bucket}", '
-            f'access_key = "{s3.access_key}", secret_key = "{s3.secret_key}", '
-            f"part_size = {MIN_S3_PART_SIZE} }}"
-        )
+        return self.seaweedfs.storage_table(bucket, part_size=MIN_S3_PART_SIZE)
 
     def postgres_table(self) -> str:
         """A metadata table for a fresh database."""
