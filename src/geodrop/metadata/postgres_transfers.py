@@ -36,6 +36,7 @@ from geodrop.metadata.postgres import (
     PostgresDatabase,
 )
 from geodrop.metadata.postgres_schema import TRANSFER_MIGRATIONS
+from geodrop.metadata.rows import transfer_from_row
 
 # As SQLite's: how long a request waits for an upload another request is writing.
 LOCK_WAIT_SECONDS: Final = 5.0
@@ -48,21 +49,7 @@ _SELECT_TRANSFERS: Final = (
 
 
 def _transfer(row: asyncpg.Record) -> Transfer:
-    return Transfer(
-        id=row["id"],
-        sender=row["sender"],
-        receivers=tuple(row["receivers"]),
-        filename=row["filename"],
-        size=row["size"],
-        sha256=row["sha256"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        state=TransferState(row["state"]),
-        completed_at=row["completed_at"],
-        content_type=row["content_type"],
-        tus_metadata=json.loads(row["tus_metadata"]),
-        downloads=row["downloads"],
-    )
+    return transfer_from_row(row, row["receivers"])
 
 
 def _tombstone(row: asyncpg.Record) -> Tombstone:

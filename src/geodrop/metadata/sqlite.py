@@ -37,6 +37,7 @@ from geodrop.metadata.base import (
     Usage,
 )
 from geodrop.metadata.locks import KeyedLocks
+from geodrop.metadata.rows import transfer_from_row
 
 T = TypeVar("T")
 
@@ -286,21 +287,7 @@ class _Database:
 
 
 def _transfer(row: sqlite3.Row, receivers: list[str]) -> Transfer:
-    return Transfer(
-        id=row["id"],
-        sender=row["sender"],
-        receivers=tuple(receivers),
-        filename=row["filename"],
-        size=row["size"],
-        sha256=row["sha256"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        state=TransferState(row["state"]),
-        completed_at=row["completed_at"],
-        content_type=row["content_type"],
-        tus_metadata=json.loads(row["tus_metadata"]),
-        downloads=row["downloads"],
-    )
+    return transfer_from_row(row, receivers)
 
 
 def _tombstone(row: sqlite3.Row) -> Tombstone:

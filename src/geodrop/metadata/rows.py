@@ -1,0 +1,37 @@
+"""A transfer row of either SQL backend (SQLite, PostgreSQL) as a :class:`Transfer`.
+
+Both schemas keep the same columns under the same names; ``tus_metadata`` is JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from geodrop.metadata.base import Transfer, TransferState
+
+
+class Row(Protocol):
+    """A database row read by column name (sqlite3.Row, asyncpg.Record)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def transfer_from_row(row: Row, receivers: Iterable[str]) -> Transfer:
+    """The transfer a ``transfers`` row holds, with its receivers in order."""
+    return Transfer(
+        id=row["id"],
+        sender=row["sender"],
+        receivers=tuple(receivers),
+        filename=row["filename"],
+        size=row["size"],
+        sha256=row["sha256"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        state=TransferState(row["state"]),
+        completed_at=row["completed_at"],
+        content_type=row["content_type"],
+        tus_metadata=json.loads(row["tus_metadata"]),
+        downloads=row["downloads"],
+    )
