@@ -19,6 +19,7 @@ import asyncpg
 from geodrop.metadata.base import ANY_RECEIVER, InboxEntry, InboxStore, RegionBeat
 from geodrop.metadata.postgres import CONNECTION_ERRORS, PostgresDatabase
 from geodrop.metadata.postgres_schema import INBOX_MIGRATIONS
+from geodrop.metadata.rows import inbox_entry_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +37,7 @@ _INBOX_ADD_LOCKS: Final = 0x6764_0101
 
 
 def _entry(row: asyncpg.Record) -> InboxEntry:
-    return InboxEntry(
-        cursor=row["cursor"],
-        receiver=row["receiver"],
-        file_id=row["file_id"],
-        sender=row["sender"],
-        filename=row["filename"],
-        size=row["size"],
-        sha256=row["sha256"],
-        region=row["region"],
-        created_at=row["created_at"],
-    )
+    return inbox_entry_from_row(row)
 
 
 class PostgresInboxStore(InboxStore):

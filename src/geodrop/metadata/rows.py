@@ -1,4 +1,4 @@
-"""A transfer row of either SQL backend (SQLite, PostgreSQL) as a :class:`Transfer`.
+"""Rows of either SQL backend (SQLite, PostgreSQL) as metadata objects.
 
 Both schemas keep the same columns under the same names; ``tus_metadata`` is JSON text.
 """
@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from geodrop.metadata.base import Transfer, TransferState
+from geodrop.metadata.base import InboxEntry, Transfer, TransferState
 
 
 class Row(Protocol):
@@ -34,4 +34,19 @@ def transfer_from_row(row: Row, receivers: Iterable[str]) -> Transfer:
         content_type=row["content_type"],
         tus_metadata=json.loads(row["tus_metadata"]),
         downloads=row["downloads"],
+    )
+
+
+def inbox_entry_from_row(row: Row) -> InboxEntry:
+    """The inbox entry an ``inbox`` row holds."""
+    return InboxEntry(
+        cursor=row["cursor"],
+        receiver=row["receiver"],
+        file_id=row["file_id"],
+        sender=row["sender"],
+        filename=row["filename"],
+        size=row["size"],
+        sha256=row["sha256"],
+        region=row["region"],
+        created_at=row["created_at"],
     )

@@ -37,7 +37,7 @@ from geodrop.metadata.base import (
     Usage,
 )
 from geodrop.metadata.locks import KeyedLocks
-from geodrop.metadata.rows import transfer_from_row
+from geodrop.metadata.rows import inbox_entry_from_row, transfer_from_row
 
 T = TypeVar("T")
 
@@ -572,17 +572,7 @@ class SqliteTransferStore(TransferStore):
 
 
 def _entry(row: sqlite3.Row) -> InboxEntry:
-    return InboxEntry(
-        cursor=row["cursor"],
-        receiver=row["receiver"],
-        file_id=row["file_id"],
-        sender=row["sender"],
-        filename=row["filename"],
-        size=row["size"],
-        sha256=row["sha256"],
-        region=row["region"],
-        created_at=row["created_at"],
-    )
+    return inbox_entry_from_row(row)
 
 
 class SqliteInboxStore(InboxStore):
