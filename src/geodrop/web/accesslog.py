@@ -13,12 +13,13 @@ carry their secrets there.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -28,7 +29,8 @@ from geodrop.errors import GeodropError
 from geodrop.web.auth import request_client_ip, verified_user
 from geodrop.web.middleware import REQUEST_ID_HEADER, request_id
 
-access_logger = logging.getLogger("geodrop.access")
+LOGGER_NAME: Final = "geodrop.access"
+access_logger = logging.getLogger(LOGGER_NAME)
 
 # Ids a client or proxy may choose: short, and nothing a log reader could mistake for
 # structure (no spaces, quotes, brackets or control characters).
@@ -40,12 +42,37 @@ CLIENT_CLOSED: Final = 499
 
 REQUEST_ID: Final = web.RequestKey("geodrop_request_id", str)
 
+# New ids: this process's random prefix and a counter, 16 hex digits. Unique, not
+# secret (a random draw per request costs a system call).
+_ID_PREFIX: Final = secrets.token_hex(4)
+_id_numbers = itertools.count(secrets.randbelow(1 << 24))
+
+
+class AccessSink(Protocol):
+    """Where access-log lines go: the request's id, the line's text and its fields."""
+
+    def __call__(self, rid: str, message: str, fields: dict[str, Any], /) -> None: ...
+
+
+def _through_logging(rid: str, message: str, fields: dict[str, Any]) -> None:
+    access_logger.info("%s", message, extra={"access": fields})
+
+
+_sink: AccessSink = _through_logging
+
+
+def set_access_sink(sink: AccessSink) -> None:
+    """Send access lines to ``sink`` instead of the ``geodrop.access`` logger (servers
+    do, through :func:`geodrop.web.logformat.configure_logging`)."""
+    global _sink
+    _sink = sink
+
 
 def request_id_for(header: str | None) -> str:
     """The id of a request: the ``X-Request-Id`` it came with if sane, else a new one."""
     if header is not None and SANE_REQUEST_ID.match(header):
         return header
-    return secrets.token_hex(8)
+    return f"{_ID_PREFIX}{next(_id_numbers) & 0xFFFFFFFF:08x}"
 
 
 async def send_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -84,7 +111,7 @@ def access_log_middleware(
             return request.remote or "-"
 
     def write_line(
-        request: web.Request, link: str | None, status: int, nbytes: int, started: float
+        rid: str, request: web.Request, link: str | None, status: int, nbytes: int, started: float
     ) -> None:
         # The path as sent, percent-encoded: a decoded %0A could forge a line of text log.
         path = request.rel_url.raw_path
@@ -99,17 +126,12 @@ def access_log_middleware(
         }
         if link_of is not None:
             fields["link"] = link
-        access_logger.info(
-            '%s "%s %s" %d %d %.1fms%s user=%s',
-            fields["client_ip"],
-            request.method,
-            path,
-            status,
-            nbytes,
-            fields["duration_ms"],
-            f" link={fields['link'] or '-'}" if link_of is not None else "",
-            fields["user"] or "-",
-            extra={"access": fields},
+        link_text = f" link={link or '-'}" if link_of is not None else ""
+        _sink(
+            rid,
+            f'{fields["client_ip"]} "{request.method} {path}" {status} {nbytes} '
+            f"{fields['duration_ms']:.1f}ms{link_text} user={fields['user'] or '-'}",
+            fields,
         )
 
     @web.middleware
@@ -136,7 +158,7 @@ def access_log_middleware(
             raise
         finally:
             if config.access_log:
-                write_line(request, link, status, nbytes, started)
+                write_line(rid, request, link, status, nbytes, started)
             request_id.reset(token)
 
     return middleware

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
+import re
 
 import pytest
 from aiohttp import web
@@ -13,7 +16,7 @@ from aiohttp.typedefs import Handler
 from geodrop.config import LoggingConfig
 from geodrop.errors import NotFound
 from geodrop.web.accesslog import CLIENT_CLOSED, access_log_middleware, request_id_for
-from geodrop.web.logformat import TEXT_FORMAT, JsonLineFormatter, RequestIdFilter
+from geodrop.web.logformat import TEXT_FORMAT, AccessLines, JsonLineFormatter, RequestIdFilter
 from geodrop.web.middleware import errors_middleware, request_id
 
 SIGNED = "/tus/north.abc?u=alice&exp=1700000000&sig=SECRET-SIGNATURE"
@@ -151,3 +154,51 @@ def test_text_lines_name_the_role_and_the_request() -> None:
     record = _record(request_id="rid-8")
     text = logging.Formatter(TEXT_FORMAT.format(role="directory")).format(record)
     assert text.endswith("directory INFO [rid-8] geodrop.access: GET /x")
+
+
+def test_direct_text_lines_look_like_the_handlers_lines() -> None:
+    stream = io.StringIO()
+    AccessLines("directory", json_format=False, stream=stream)("rid-9", "GET /x", {})
+    record = _record(request_id="rid-9")
+    expected = logging.Formatter(TEXT_FORMAT.format(role="directory")).format(record)
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    rest = r" directory INFO \[rid-9\] geodrop.access: GET /x"
+    assert re.fullmatch(stamp + rest + "\n", stream.getvalue())
+    assert re.fullmatch(stamp + rest, expected)
+
+
+def test_direct_json_lines_carry_the_same_keys_as_the_formatter() -> None:
+    stream = io.StringIO()
+    fields = {"method": "GET", "status": 200, "user": "alice"}
+    AccessLines("fileserver-east", json_format=True, stream=stream)("rid-3", "GET /x", fields)
+    line = json.loads(stream.getvalue())
+    record = _record(request_id="rid-3", access=fields)
+    formatted = json.loads(JsonLineFormatter("fileserver-east").format(record))
+    assert line.keys() == formatted.keys()
+    assert {k: v for k, v in line.items() if k != "ts"} == {
+        k: v for k, v in formatted.items() if k != "ts"
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"])
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_lines_of_one_loop_turn_are_written_together_after_it() -> None:
+    stream = _CountingStream()
+    lines = AccessLines("directory", json_format=False, stream=stream)
+    for n in range(5):
+        lines(f"rid-{n}", f"GET /{n}", {})
+    assert stream.getvalue() == ""  # not yet: the turn is not over
+    await asyncio.sleep(0)
+    assert stream.writes == 1
+    assert [line.rsplit(" ", 1)[-1] for line in stream.getvalue().splitlines()] == [
+        f"/{n}" for n in range(5)
+    ]
