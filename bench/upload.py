@@ -135,7 +135,7 @@ def run(ctx: BenchContext) -> Section:
                 _put_send(f"{web.url}/dav/upload.bin", data, dav, 201), web.service, size
             ),
         }
-        results = alternate(ctx, "upload", sides)
+        results = alternate(ctx, "upload", sides, warmup=True)
     return _section(ctx, results, sha256_rate())
 
 
@@ -212,11 +212,12 @@ def _section(ctx: BenchContext, results: Results, sha_rate: float) -> Section:
     markdown = "\n".join(
         [
             (__doc__ or "").split("\n", 2)[2].strip() + "\n",
-            f"{ctx.big_file_label} file, {ctx.rounds} alternating rounds; after every "
-            "upload the file is deleted (tus termination for the tus servers) and the "
-            "bench calls `sync` outside the timed part, so no side inherits another's "
-            "dirty pages. GB/s = file size / time of the data request; CPU is the server "
-            "process tree's utime + stime over the whole trial. sha256 on one core of this "
+            f"{ctx.big_file_label} file, {ctx.rounds} alternating rounds after a warm-up "
+            "round; after every upload the file is deleted (tus termination for the tus "
+            "servers) and the bench calls `sync` outside the timed part, so no side "
+            "inherits another's dirty pages. GB/s = file size / time of the data request; "
+            "CPU is the server process tree's utime + stime over the whole trial. sha256 on"
+            " one core of this "
             f"machine: {sha_rate:.2f} GB/s.\n",
             markdown_table(["server", "GB/s", "geodrop / this", "server CPU s/GiB"], rows),
             "![upload throughput and CPU](bench-upload.png)\n",

@@ -23,6 +23,7 @@ from geodrop.errors import (
 from geodrop.fileserver import retention
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.quota import check_quota
+from geodrop.fileserver.streamhash import StreamSha256
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import tus, usertokens
 from geodrop.protocol.fileid import new_file_id, parse_file_id
@@ -286,38 +287,40 @@ async def receive(
         raise Conflict("this upload is already complete")
     hasher = hashlib.new(checksum[0]) if checksum else None
     # A request that carries the upload from offset 0 hashes the whole file as it
-    # arrives, so completion need not read it back. Hashing each chunk inline, while it
-    # is still in the CPU cache, is a measured exception to "no CPU-heavy work on the
-    # event loop": about +5% throughput and -7% server CPU per GiB against reading the
-    # file back at completion; a worker thread fed 4 MiB batches was slower than both
-    # (the batches are hashed from RAM, not cache). bench/upload.py measures uploads.
+    # arrives, so completion need not read it back: a big one on a thread of its own,
+    # beside the event loop (streamhash.py).
     partial = is_partial(transfer)
-    whole = hashlib.sha256() if offset == 0 and not partial else None
-    async with server.store.open_writer(transfer.id, offset) as writer:
-        room = transfer.size - offset
-        async for chunk in body:
-            if len(chunk) > room:
-                # A body without Content-Length (chunked) that runs past the declared
-                # length: the whole request is refused, as it would have been up front.
+    whole = StreamSha256() if offset == 0 and not partial else None
+    try:
+        async with server.store.open_writer(transfer.id, offset) as writer:
+            room = transfer.size - offset
+            async for chunk in body:
+                if len(chunk) > room:
+                    # A body without Content-Length (chunked) that runs past the declared
+                    # length: the whole request is refused, as it would have been up front.
+                    await writer.rollback(offset)
+                    raise PayloadTooLarge("more bytes than the declared Upload-Length")
+                room -= len(chunk)
+                await writer.write(chunk)
+                server.meters.received(link, len(chunk))
+                if hasher is not None:
+                    hasher.update(chunk)
+                if whole is not None:
+                    await whole.update(chunk)
+            if (
+                checksum is not None
+                and hasher is not None
+                and not hmac.compare_digest(hasher.digest(), checksum[1])
+            ):
                 await writer.rollback(offset)
-                raise PayloadTooLarge("more bytes than the declared Upload-Length")
-            room -= len(chunk)
-            await writer.write(chunk)
-            server.meters.received(link, len(chunk))
-            if hasher is not None:
-                hasher.update(chunk)
-            if whole is not None:
-                whole.update(chunk)
-        if (
-            checksum is not None
-            and hasher is not None
-            and not hmac.compare_digest(hasher.digest(), checksum[1])
-        ):
-            await writer.rollback(offset)
-            raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
-        new_offset = writer.offset
-    if new_offset == transfer.size and not partial:
-        await complete(server, transfer, whole.hexdigest() if whole is not None else None)
+                raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
+            new_offset = writer.offset
+        if new_offset == transfer.size and not partial:
+            digest = await whole.hexdigest() if whole is not None else None
+            await complete(server, transfer, digest)
+    finally:
+        if whole is not None:
+            whole.close()
     return new_offset
 
 

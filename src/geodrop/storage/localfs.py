@@ -15,8 +15,11 @@ from typing import BinaryIO, Final
 from geodrop.errors import InsufficientStorage, NotFound, OffsetMismatch
 from geodrop.storage.base import BlobStore, StoredBlob, UploadWriter
 from geodrop.storage.paths import StoragePaths
+from geodrop.storage.writeback import start_writeback
 
 _READ_CHUNK: Final = 1024 * 1024
+# An upload's bytes are sent on to the disk every this many (see writeback.py).
+WRITEBACK_BYTES: Final = 8 * 1024 * 1024
 # A full file system, or the storage user's disk quota reached: the region is full (507).
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -37,6 +40,10 @@ class _LocalWriter(UploadWriter):
     def __init__(self, fd: int, offset: int) -> None:
         self._fd = fd
         self.offset = offset
+        # Where the disk writes asked for so far end, and the request in flight: it
+        # can block for a while (a full device queue), so it runs on a worker thread.
+        self._written_back = offset
+        self._writeback: asyncio.Future[None] | None = None
 
     async def write(self, data: bytes) -> None:
         # The one measured exception to "no file work on the event loop"
@@ -51,8 +58,23 @@ class _LocalWriter(UploadWriter):
         finally:
             # What was written stays, a short write's prefix included: it is the offset.
             self.offset += len(data) - len(view)
+        if self.offset - self._written_back >= WRITEBACK_BYTES and (
+            self._writeback is None or self._writeback.done()
+        ):
+            start, length = self._written_back, self.offset - self._written_back
+            self._writeback = asyncio.get_running_loop().run_in_executor(
+                None, start_writeback, self._fd, start, length
+            )
+            self._written_back = self.offset
+
+    async def settle(self) -> None:
+        """Wait for the writeback request in flight (before the file is closed)."""
+        if self._writeback is not None:
+            await self._writeback
 
     async def rollback(self, offset: int) -> None:
+        self._written_back = min(self._written_back, offset)
+
         def truncate() -> None:
             os.ftruncate(self._fd, offset)
             # Without the seek the next write would land past a hole of zeros.
@@ -127,9 +149,11 @@ class LocalBlobStore(BlobStore):
             fd = await asyncio.to_thread(open_at)
         except FileNotFoundError:
             raise NotFound("no such upload") from None
+        writer = _LocalWriter(fd, offset)
         try:
-            yield _LocalWriter(fd, offset)
+            yield writer
         finally:
+            await writer.settle()
             await asyncio.to_thread(os.close, fd)
 
     async def upload_sha256(self, upload_id: str) -> str:

@@ -4,14 +4,17 @@ tests/integration/storage/test_blobstore_contract.py."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
+from geodrop.storage import localfs, writeback
 from geodrop.storage.localfs import LocalBlobStore
-from support.blobstores import committed, read_all, write
+from support.blobstores import committed, file_bytes, read_all, write
 
 ID = "north.abcdefghijklmnopqrstuvwxyz"
 
@@ -83,3 +86,40 @@ async def test_unsafe_ids_touch_nothing(store: LocalBlobStore, tmp_path: Path) -
     with pytest.raises(ValueError, match="unsafe"):
         await store.delete_file("North.abc")
     assert tree(tmp_path) == before
+
+
+async def test_writes_ask_for_writeback_of_each_stretch_as_they_go(
+    store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr(localfs, "WRITEBACK_BYTES", 1 << 20)
+    monkeypatch.setattr(localfs, "start_writeback", lambda fd, start, n: asked.append((start, n)))
+    data = os.urandom(5 << 20)
+    await store.create_upload(ID)
+    async with store.open_writer(ID, 0) as writer:
+        for at in range(0, len(data), 256 * 1024):
+            await writer.write(data[at : at + 256 * 1024])
+    assert asked, "no writeback was asked for"
+    # Contiguous stretches from 0, each at least WRITEBACK_BYTES long, none past the end.
+    assert asked[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(asked))
+    assert all(n >= 1 << 20 for _, n in asked)
+    assert asked[-1][0] + asked[-1][1] <= len(data)
+    await store.commit(ID)
+    assert await file_bytes(store, ID) == data
+
+
+def test_writeback_of_a_real_file_keeps_its_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    data = os.urandom(3 << 20)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        writeback.start_writeback(fd, 0, len(data))
+        writeback.start_writeback(fd, 0, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+    if sys.platform == "linux":
+        assert writeback._sync_file_range is not None
