@@ -22,6 +22,11 @@ class Directory:
     health: RegionHealth
     inboxes: Inboxes
     replay_guard: ReplayGuard = field(default_factory=ReplayGuard)
+    # Each region's ordered fallback list, for choosing where a client goes.
+    fallbacks: dict[str, tuple[str, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fallbacks = {region.name: region.fallback for region in self.config.regions}
 
 
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Final
 
@@ -59,10 +60,7 @@ def client_ip(
     """
     if peer is None:
         raise BadRequest("the connection has no peer address")
-    try:
-        peer_ip = _normalise(ip_address(peer))
-    except ValueError:
-        raise BadRequest(f"the peer address is not an IP address: {peer!r}") from None
+    peer_ip = _peer_address(peer)
     if not _is_trusted(peer_ip, trusted_proxies):
         return peer_ip
     entries = _forwarded_entries(forwarded_for)
@@ -73,6 +71,23 @@ def client_ip(
             return entry
     # Every hop is a trusted proxy: the leftmost is the closest we know to the client.
     return entries[0]
+
+
+# A client's connections and requests come from the same few addresses: parsing one
+# costs more than the dictionary probe that finds it again.
+@lru_cache(maxsize=65536)
+def _peer_address(peer: str) -> IPAddress:
+    try:
+        return _normalise(ip_address(peer))
+    except ValueError:
+        raise BadRequest(f"the peer address is not an IP address: {peer!r}") from None
+
+
+@lru_cache(maxsize=65536)
+def address_text(ip: IPAddress) -> str:
+    """``str(ip)``, remembered: the rate limit, the locator's answer and the access log
+    each write the client's address of every request."""
+    return str(ip)
 
 
 def _forwarded_entries(values: list[str]) -> list[IPAddress]:

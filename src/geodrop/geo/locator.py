@@ -19,10 +19,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 import maxminddb
 from maxminddb.types import Record
@@ -53,6 +54,10 @@ class Location:
     match: Match
 
 
+# How many addresses' answers a locator keeps (least recently asked forgotten first).
+LOCATIONS_REMEMBERED: Final = 65536
+
+
 class Locator:
     """Answers :meth:`locate` from one :class:`~geodrop.config.GeoConfig`.
 
@@ -72,6 +77,9 @@ class Locator:
                 DB; the message names ``geo.city_db`` or ``geo.asn_db``.
         """
         self._config = config
+        # The tables and databases never change while open, and a client asks again and
+        # again from one address: its answer is kept (a few hundred bytes an address).
+        self._remembered = lru_cache(maxsize=LOCATIONS_REMEMBERED)(self._look_up)
         self._overrides = _OverrideTable(config.overrides)
         self._regions: dict[tuple[str, str | None], str] = {}
         for rule in config.region_rules:
@@ -91,6 +99,7 @@ class Locator:
 
     def close(self) -> None:
         """Release the databases. Later lookups answer with the defaults."""
+        self._remembered.cache_clear()
         for database in (self._city, self._asn):
             if database is not None:
                 database.close()
@@ -118,6 +127,9 @@ class Locator:
             (``Match.DEFAULT``), with the carrier from the ASN database or the
             default carrier. A database that fails is treated as having no answer.
         """
+        return self._remembered(ip)
+
+    def _look_up(self, ip: IPAddress) -> Location:
         if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
             # Databases with IPv4 under ::/96 do not answer for ::ffff:a.b.c.d.
             ip = ip.ipv4_mapped

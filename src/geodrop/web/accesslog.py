@@ -26,6 +26,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from geodrop.config import LoggingConfig, Network
 from geodrop.errors import GeodropError
+from geodrop.geo.clientip import address_text
 from geodrop.web.auth import request_client_ip, verified_user
 from geodrop.web.middleware import REQUEST_ID_HEADER, request_id
 
@@ -106,7 +107,7 @@ def access_log_middleware(
 
     def client_of(request: web.Request) -> str:
         try:
-            return str(request_client_ip(request, trusted_proxies))
+            return address_text(request_client_ip(request, trusted_proxies))
         except GeodropError:
             return request.remote or "-"
 

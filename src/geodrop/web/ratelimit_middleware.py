@@ -28,6 +28,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from geodrop.config import LimitsConfig, Network
 from geodrop.errors import TooManyRequests, Unauthorized
+from geodrop.geo.clientip import address_text
 from geodrop.protocol.ratelimit import RateLimiter
 from geodrop.web.auth import request_client_ip
 
@@ -96,7 +97,7 @@ def _ip_key(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
     ip = request_client_ip(request, trusted_proxies)
     if isinstance(ip, IPv6Address):
         return str(IPv6Network((ip, IPV6_PREFIX), strict=False))
-    return str(ip)
+    return address_text(ip)
 
 
 def _user_of(request: web.Request, identify_user: Callable[[web.Request], str]) -> str | None:
