@@ -52,11 +52,13 @@ def install(app: web.Application, policy: cors.CorsPolicy) -> None:
     """Give every answer of ``app`` its CORS headers (see the module docstring)."""
 
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        # Most requests come without Origin (no browser page): nothing to decide then.
+        origin = request.headers.get("Origin")
         # A preflight's answer has the headers its decision gave it (none when refused).
-        if not cors.is_preflight(request.method, request.headers):
-            origin = request.headers.get("Origin")
+        if origin is not None and not cors.is_preflight(request.method, request.headers):
             for name, value in cors.response_headers(policy, origin).items():
                 response.headers.setdefault(name, value)
-        response.headers["Vary"] = cors.vary_with_origin(response.headers.get("Vary"))
+        vary = response.headers.get("Vary")
+        response.headers["Vary"] = "Origin" if vary is None else cors.vary_with_origin(vary)
 
     app.on_response_prepare.append(add_headers)
