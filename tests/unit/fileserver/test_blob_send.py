@@ -1,9 +1,14 @@
-"""Tests of how blob_handlers sends bytes: kernel sendfile over plain HTTP, a stream over TLS."""
+"""Tests of how blob_handlers sends bytes: kernel sendfile over plain HTTP, a stream over TLS.
+
+The plain-HTTP sends go through a real connected socket pair (sendfile needs a socket)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, Any, cast
@@ -15,6 +20,7 @@ from geodrop.config import LinkConfig, ListenAddress
 from geodrop.fileserver.blob_handlers import _send
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.links import LinkMeters
+from geodrop.fileserver.sendfile import SliceSender
 from geodrop.protocol.ranges import ByteRange
 from geodrop.storage.base import StoredBlob
 
@@ -22,11 +28,34 @@ DATA = bytes(range(256)) * 40  # 10,240 bytes
 
 
 class FakeTransport:
-    def __init__(self, sslcontext: object | None) -> None:
-        self._extra = {"sslcontext": sslcontext}
+    def __init__(self, sslcontext: object | None, sock: socket.socket, buffered: int) -> None:
+        self._extra = {"sslcontext": sslcontext, "socket": sock}
+        self.buffered = buffered
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._extra.get(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+@pytest.fixture
+def connection() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair: the server's non-blocking end (as asyncio keeps it), the client's."""
+    server_end, client_end = socket.socketpair()
+    server_end.setblocking(False)
+    with server_end, client_end:
+        yield server_end, client_end
+
+
+def read_all(sock: socket.socket, into: bytearray) -> threading.Thread:
+    def read() -> None:
+        while chunk := sock.recv(65536):
+            into.extend(chunk)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
 
 
 class Written:
@@ -49,13 +78,20 @@ class LocalBlob:
             yield DATA[offset : min(offset + 4096, stop)]
 
 
-async def send(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, tls: bool) -> dict[str, Any]:
+async def send(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    connection: tuple[socket.socket, socket.socket],
+    *,
+    tls: bool = False,
+    buffered: int = 0,
+) -> dict[str, Any]:
     path = tmp_path / "blob"
     path.write_bytes(DATA)
-    sendfile_calls: list[tuple[int, int]] = []
+    loop_sendfile_calls: list[tuple[int, int]] = []
 
     async def fake_sendfile(transport: object, file: object, offset: int, count: int) -> int:
-        sendfile_calls.append((offset, count))
+        loop_sendfile_calls.append((offset, count))
         return count
 
     monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", fake_sendfile)
@@ -64,8 +100,12 @@ async def send(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, tls: bool) ->
     )
     meters = LinkMeters((link,))
     server = cast(FileServer, SimpleNamespace(meters=meters))
-    request = cast(web.Request, SimpleNamespace(transport=FakeTransport(object() if tls else None)))
+    server_end, client_end = connection
+    transport = FakeTransport(object() if tls else None, server_end, buffered)
+    request = cast(web.Request, SimpleNamespace(transport=transport))
     written = Written()
+    received = bytearray()
+    reader = read_all(client_end, received)
     with path.open("rb") as file:
         await _send(
             server,
@@ -75,21 +115,89 @@ async def send(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, tls: bool) ->
             ByteRange(100, 9000),
             "telecom",
         )
-    return {"sendfile": sendfile_calls, "written": b"".join(written.chunks)}
+    server_end.shutdown(socket.SHUT_WR)
+    await asyncio.to_thread(reader.join, 10)
+    return {
+        "loop_sendfile": loop_sendfile_calls,
+        "written": b"".join(written.chunks),
+        "received": bytes(received),
+        "metered": meters.reports()[0].bytes_sent,
+    }
 
 
-async def test_plain_http_uses_kernel_sendfile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_plain_http_sends_by_kernel_sendfile_from_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
 ) -> None:
-    sent = await send(tmp_path, monkeypatch, tls=False)
-    assert sent["sendfile"] == [(100, 8900)]
+    sent = await send(tmp_path, monkeypatch, connection)
+    assert sent["received"] == DATA[100:9000]
+    assert sent["loop_sendfile"] == []
     assert sent["written"] == b""
+    assert sent["metered"] == 8900
+
+
+async def test_bytes_still_in_the_transport_go_first_through_asyncio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    """An earlier answer's bytes waiting in the transport must not be overtaken."""
+    sent = await send(tmp_path, monkeypatch, connection, buffered=512)
+    assert sent["loop_sendfile"] == [(100, 8900)]
+    assert sent["received"] == b""
 
 
 async def test_tls_streams_the_bytes_instead_of_sendfile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
 ) -> None:
     """The kernel cannot encrypt; asyncio's own fallback for TLS is 3-4x slower (measured)."""
-    sent = await send(tmp_path, monkeypatch, tls=True)
-    assert sent["sendfile"] == []
+    sent = await send(tmp_path, monkeypatch, connection, tls=True)
+    assert sent["loop_sendfile"] == []
+    assert sent["received"] == b""
     assert sent["written"] == DATA[100:9000]
+
+
+async def test_a_cancelled_send_stops_its_thread_and_releases_the_socket(
+    tmp_path: Path, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    """Nobody reads: the thread waits for room until the download is cancelled, then
+    gives up, and the duplicate descriptor it wrote to is closed."""
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * (16 * 1024 * 1024))
+    server_end, _ = connection
+    with path.open("rb") as file:
+        sender = SliceSender(server_end, file)
+        duplicate = sender._sock_fd
+        task = asyncio.ensure_future(sender.send(0, 16 * 1024 * 1024))
+        await asyncio.sleep(0.3)
+        assert not task.done()  # stuck: the socket buffer is full
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        sender.close()
+        for _ in range(100):  # the thread looks at most every POLL_MILLISECONDS
+            if not _is_open(duplicate):
+                break
+            await asyncio.sleep(0.05)
+        assert not _is_open(duplicate)
+
+
+async def test_a_client_gone_is_a_connection_error(
+    tmp_path: Path, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * (16 * 1024 * 1024))
+    server_end, client_end = connection
+    with path.open("rb") as file:
+        sender = SliceSender(server_end, file)
+        task = asyncio.ensure_future(sender.send(0, 16 * 1024 * 1024))
+        await asyncio.sleep(0.2)
+        client_end.close()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(task, 5)
+        sender.close()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

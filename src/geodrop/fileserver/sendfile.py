@@ -1,0 +1,98 @@
+"""Kernel sendfile of a stored file to a download's connection, from a thread.
+
+asyncio's ``loop.sendfile`` makes the event loop wake, re-arm the socket and call
+``sendfile`` again each time the socket's buffer has room: with several fast downloads
+in one process that costs more CPU than the copy itself. Here one thread per slice in
+flight calls ``sendfile`` and waits for room with ``poll`` itself, as a thread-per-stream
+server does; the event loop only hears when a slice is done. The thread writes to a
+duplicate of the socket's descriptor, so the number it writes to cannot be closed and
+reused under it; it gives up as soon as the download is cancelled.
+
+Measured (1 GiB to 8 curl streams at once, alternating rounds): server CPU per GiB
+0.37 s with asyncio's sendfile, 0.29 s from threads, 0.19 s for a thread-per-connection
+server; one stream went from 1.26 to 2.08 GiB/s (2.29 for the thread-per-connection one).
+The same run showed TCP_CORK slowing both down here, so downloads are not corked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, Final, Protocol
+
+# Slices being sent at once, one thread each; more wait for a thread (each slice lasts
+# about a quarter of a second, so none waits long).
+SENDER_THREADS: Final = 32
+# How long a waiting thread sleeps before it looks whether its download was cancelled.
+POLL_MILLISECONDS: Final = 250
+
+
+class Socket(Protocol):
+    """What a transport's ``socket`` extra gives (asyncio's TransportSocket)."""
+
+    def fileno(self) -> int: ...
+
+    def setsockopt(self, level: int, option: int, value: int, /) -> None: ...
+
+
+_senders = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="sendfile")
+
+
+class SliceSender:
+    """Sends slices of one file to one connection (:meth:`send`), until :meth:`close`."""
+
+    def __init__(self, sock: Socket, file: BinaryIO) -> None:
+        self._sock_fd = os.dup(sock.fileno())
+        self._file_fd = file.fileno()
+        self._cancelled = threading.Event()
+        # Held by the thread sending a slice: the descriptor is closed only after it.
+        self._sending = threading.Lock()
+
+    async def send(self, offset: int, count: int) -> int:
+        """Send ``count`` bytes of the file from ``offset``; the bytes sent (all of them,
+        unless the file ended first).
+
+        Raises:
+            ConnectionError: the client went away.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(_senders, self._send_blocking, offset, count)
+        except asyncio.CancelledError:
+            self._cancelled.set()
+            raise
+
+    def close(self) -> None:
+        """Stop any slice still being sent and release the duplicate descriptor, once
+        no thread uses it (in a sender thread: the event loop never waits for one)."""
+        self._cancelled.set()
+        _senders.submit(self._close_blocking)
+
+    def _close_blocking(self) -> None:
+        with self._sending:
+            os.close(self._sock_fd)
+
+    def _send_blocking(self, offset: int, count: int) -> int:
+        with self._sending:
+            return self._send_locked(offset, count)
+
+    def _send_locked(self, offset: int, count: int) -> int:
+        sent = 0
+        poller = select.poll()
+        poller.register(self._sock_fd, select.POLLOUT)
+        while sent < count and not self._cancelled.is_set():
+            try:
+                n = os.sendfile(self._sock_fd, self._file_fd, offset + sent, count - sent)
+            except BlockingIOError:
+                # The socket is the event loop's, so it does not block: wait for room.
+                for _, events in poller.poll(POLL_MILLISECONDS):
+                    if events & (select.POLLERR | select.POLLHUP):
+                        raise ConnectionResetError("the client closed the connection") from None
+                continue
+            if n == 0:
+                break  # the file is shorter than it was said to be
+            sent += n
+        return sent
