@@ -343,3 +343,45 @@ def test_alg_none_with_a_known_kid_is_refused() -> None:
     )
     with pytest.raises(Unauthorized, match="invalid token"):
         verify_token(keys_of(KEY, kid="2025"), token)
+
+
+# ---------------------------------------------------------------------------
+# Tokens verified before
+
+
+def test_a_token_verified_before_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    expires = int(time.time()) + 60
+    token = forged({"sub": "alice", "exp": expires})
+    assert verify_token(KEYS, token) == "alice"
+    assert verify_token(KEYS, token) == "alice"  # from what was kept
+    monkeypatch.setattr(time, "time", lambda: expires + 1.0)
+    with pytest.raises(Unauthorized, match="token expired"):
+        verify_token(KEYS, token)
+
+
+def test_a_token_verified_before_is_not_valid_before_its_nbf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = time.time()
+    token = forged({"sub": "alice", "exp": int(now) + 3600, "nbf": int(now) - 10})
+    assert verify_token(KEYS, token) == "alice"
+    monkeypatch.setattr(time, "time", lambda: now - 60)
+    with pytest.raises(Unauthorized, match="invalid token"):
+        verify_token(KEYS, token)
+
+
+def test_what_one_set_of_keys_verified_does_not_hold_under_another() -> None:
+    """After a rotation that retires a key, its tokens fail even if verified before."""
+    old_token = mint_token(keys_of(OLD_KEY, kid="2024"), "alice", now=time.time())
+    during = keys_of(KEY, kid="2025", previous={"2024": OLD_KEY})
+    assert verify_token(during, old_token) == "alice"
+    with pytest.raises(Unauthorized, match="unknown key id"):
+        verify_token(keys_of(KEY, kid="2025"), old_token)
+
+
+def test_a_forged_copy_of_a_verified_token_is_refused() -> None:
+    token = forged({"sub": "alice", "exp": in_an_hour()})
+    assert verify_token(KEYS, token) == "alice"
+    header, payload, signature = token.split(".")
+    with pytest.raises(Unauthorized):
+        verify_token(KEYS, f"{header}.{payload}.{signature[:-2]}AA")
