@@ -190,6 +190,9 @@ async def _send(
                     sent = await loop.sendfile(transport, local, position, count)
                 else:
                     sent = await sender.send(position, count)
+                    if sent < count:
+                        # A slow client: the event loop waits for it, not a thread.
+                        sent += await loop.sendfile(transport, local, position + sent, count - sent)
                 if sent == 0:
                     raise ConnectionResetError("connection lost during sendfile")
                 position += sent

@@ -22,11 +22,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Final, Protocol
 
-# Slices being sent at once, one thread each; more wait for a thread (each slice lasts
-# about a quarter of a second, so none waits long).
+# Slices being sent at once, one thread each; more wait for a thread (a thread never
+# waits long for a slow client, below, so none waits long for a thread).
 SENDER_THREADS: Final = 32
-# How long a waiting thread sleeps before it looks whether its download was cancelled.
-POLL_MILLISECONDS: Final = 250
+# How long a thread waits for room in the socket before it hands the rest of its slice
+# back: a client that slow is waited for by the event loop, which costs no thread.
+ROOM_WAIT_MILLISECONDS: Final = 100
 
 
 class Socket(Protocol):
@@ -51,8 +52,9 @@ class SliceSender:
         self._sending = threading.Lock()
 
     async def send(self, offset: int, count: int) -> int:
-        """Send ``count`` bytes of the file from ``offset``; the bytes sent (all of them,
-        unless the file ended first).
+        """Send up to ``count`` bytes of the file from ``offset``; the bytes sent. Fewer
+        when the file ended first, or when the client took no bytes for
+        :data:`ROOM_WAIT_MILLISECONDS` (send the rest another way).
 
         Raises:
             ConnectionError: the client went away.
@@ -87,7 +89,10 @@ class SliceSender:
                 n = os.sendfile(self._sock_fd, self._file_fd, offset + sent, count - sent)
             except BlockingIOError:
                 # The socket is the event loop's, so it does not block: wait for room.
-                for _, events in poller.poll(POLL_MILLISECONDS):
+                ready = poller.poll(ROOM_WAIT_MILLISECONDS)
+                if not ready:
+                    break  # a slow client: not worth a thread
+                for _, events in ready:
                     if events & (select.POLLERR | select.POLLHUP):
                         raise ConnectionResetError("the client closed the connection") from None
                 continue

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from geodrop.config import LinkConfig, ListenAddress
+from geodrop.fileserver import sendfile
 from geodrop.fileserver.blob_handlers import _send
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.links import LinkMeters
@@ -154,29 +155,72 @@ async def test_tls_streams_the_bytes_instead_of_sendfile(
     assert sent["written"] == DATA[100:9000]
 
 
-async def test_a_cancelled_send_stops_its_thread_and_releases_the_socket(
+async def test_a_client_that_takes_nothing_gets_its_thread_back_and_the_socket_released(
     tmp_path: Path, connection: tuple[socket.socket, socket.socket]
 ) -> None:
-    """Nobody reads: the thread waits for room until the download is cancelled, then
-    gives up, and the duplicate descriptor it wrote to is closed."""
+    """Nobody reads: once the socket's buffer is full the thread waits a moment only,
+    hands the rest back (the event loop can wait for such a client), and the duplicate
+    descriptor it wrote to is closed afterwards."""
+    size = 16 * 1024 * 1024
     path = tmp_path / "big"
-    path.write_bytes(b"x" * (16 * 1024 * 1024))
+    path.write_bytes(b"x" * size)
     server_end, _ = connection
     with path.open("rb") as file:
         sender = SliceSender(server_end, file)
         duplicate = sender._sock_fd
-        task = asyncio.ensure_future(sender.send(0, 16 * 1024 * 1024))
-        await asyncio.sleep(0.3)
-        assert not task.done()  # stuck: the socket buffer is full
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        started = asyncio.get_running_loop().time()
+        sent = await asyncio.wait_for(sender.send(0, size), 5)
+        assert 0 < sent < size  # what the buffers took
+        assert asyncio.get_running_loop().time() - started < 2
         sender.close()
-        for _ in range(100):  # the thread looks at most every POLL_MILLISECONDS
+        for _ in range(100):
             if not _is_open(duplicate):
                 break
             await asyncio.sleep(0.05)
         assert not _is_open(duplicate)
+
+
+async def test_a_cancelled_send_stops_its_thread(
+    tmp_path: Path,
+    connection: tuple[socket.socket, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A steady reader keeps the thread sending; cancelling the download stops it short."""
+    monkeypatch.setattr(sendfile, "ROOM_WAIT_MILLISECONDS", 2000)  # never slow enough
+    size = 64 * 1024 * 1024
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * size)
+    server_end, client_end = connection
+    received = 0
+    stop = threading.Event()
+
+    def steady() -> None:  # ~32 MB/s: the whole file would take about 2 s
+        nonlocal received
+        while not stop.is_set():
+            try:
+                received += len(client_end.recv(65536))
+            except OSError:
+                return
+            stop.wait(0.002)
+
+    reader = threading.Thread(target=steady, daemon=True)
+    reader.start()
+    try:
+        with path.open("rb") as file:
+            sender = SliceSender(server_end, file)
+            task = asyncio.ensure_future(sender.send(0, size))
+            await asyncio.sleep(0.3)
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The thread lets go of the socket once it notices.
+            assert await asyncio.to_thread(sender._sending.acquire, True, 5)
+            sender._sending.release()
+            sender.close()
+            assert received < size // 2
+    finally:
+        stop.set()
 
 
 async def test_a_client_gone_is_a_connection_error(
@@ -187,11 +231,9 @@ async def test_a_client_gone_is_a_connection_error(
     server_end, client_end = connection
     with path.open("rb") as file:
         sender = SliceSender(server_end, file)
-        task = asyncio.ensure_future(sender.send(0, 16 * 1024 * 1024))
-        await asyncio.sleep(0.2)
         client_end.close()
         with pytest.raises(ConnectionError):
-            await asyncio.wait_for(task, 5)
+            await asyncio.wait_for(sender.send(0, 16 * 1024 * 1024), 5)
         sender.close()
 
 
