@@ -145,6 +145,46 @@ async def test_bytes_still_in_the_transport_go_first_through_asyncio(
     assert sent["received"] == b""
 
 
+async def test_a_slow_clients_slice_goes_on_through_asyncio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    """The client takes nothing: the thread sends what the buffers hold, then asyncio's
+    sendfile (which costs no thread while it waits) gets the rest of the slice."""
+    size = 8 * 1024 * 1024  # one slice
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * size)
+    handed_over: list[tuple[int, int]] = []
+
+    async def fake_sendfile(transport: object, file: object, offset: int, count: int) -> int:
+        handed_over.append((offset, count))
+        return count
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", fake_sendfile)
+    link = LinkConfig(
+        "telecom", "https://127.1.1.1:7701", ListenAddress("127.1.1.1", 7701), "telecom", 1000.0
+    )
+    meters = LinkMeters((link,))
+    server = cast(FileServer, SimpleNamespace(meters=meters))
+    server_end, _ = connection
+    request = cast(web.Request, SimpleNamespace(transport=FakeTransport(None, server_end, 0)))
+    with path.open("rb") as file:
+        await asyncio.wait_for(
+            _send(
+                server,
+                request,
+                cast(web.StreamResponse, Written()),
+                cast(StoredBlob, LocalBlob(file)),
+                ByteRange(0, size),
+                "telecom",
+            ),
+            5,
+        )
+    [(offset, count)] = handed_over
+    assert 0 < offset < size  # the thread's share: what the socket buffers took
+    assert offset + count == size
+    assert meters.reports()[0].bytes_sent == size
+
+
 async def test_tls_streams_the_bytes_instead_of_sendfile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
 ) -> None:
