@@ -35,8 +35,6 @@ class Socket(Protocol):
 
     def fileno(self) -> int: ...
 
-    def setsockopt(self, level: int, option: int, value: int, /) -> None: ...
-
 
 _senders = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="sendfile")
 

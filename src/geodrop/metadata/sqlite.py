@@ -225,10 +225,13 @@ class _Database:
         WAL recoveries) goes through the worker instead of stalling the loop.
         """
         if self._reader is None:
-            # The worker's first connection creates and migrates the schema.
-            await self.run(lambda connection: None)
+            # Opened by the worker (no file work on the loop), once its own connection
+            # has created and migrated the schema.
+            reader = await self.run(lambda connection: self._open_reader())
             if self._reader is None:
-                self._reader = self._open_reader()
+                self._reader = reader
+            else:  # another read opened one meanwhile
+                reader.close()
         try:
             self._reader.execute("BEGIN")
             try:
@@ -236,12 +239,12 @@ class _Database:
             finally:
                 self._reader.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 raise
             return await self.run(work)
 
     def _open_reader(self) -> sqlite3.Connection:
-        # Used only on the loop that opened it, but a test may hand a store to another.
+        # Opened in the worker thread, used on the loop.
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         connection.row_factory = sqlite3.Row
         # Never wait for a lock on the loop: fall back to the worker at once.

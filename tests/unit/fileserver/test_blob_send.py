@@ -26,6 +26,7 @@ from geodrop.protocol.ranges import ByteRange
 from geodrop.storage.base import StoredBlob
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
+SPAN = ByteRange(100, 9000)
 
 
 class FakeTransport:
@@ -68,15 +69,16 @@ class Written:
 
 
 class LocalBlob:
-    def __init__(self, file: IO[bytes]) -> None:
+    def __init__(self, file: IO[bytes], data: bytes) -> None:
         self.file = file
+        self.data = data
 
     def local_file(self) -> IO[bytes]:
         return self.file
 
     async def chunks(self, start: int, stop: int) -> AsyncIterator[bytes]:
         for offset in range(start, stop, 4096):
-            yield DATA[offset : min(offset + 4096, stop)]
+            yield self.data[offset : min(offset + 4096, stop)]
 
 
 async def send(
@@ -86,9 +88,14 @@ async def send(
     *,
     tls: bool = False,
     buffered: int = 0,
+    data: bytes = DATA,
+    span: ByteRange = SPAN,
+    client_reads: bool = True,
 ) -> dict[str, Any]:
+    """``_send`` of ``span`` of a file holding ``data``; what went where. asyncio's own
+    sendfile is replaced by one that records its calls and claims to send everything."""
     path = tmp_path / "blob"
-    path.write_bytes(DATA)
+    path.write_bytes(data)
     loop_sendfile_calls: list[tuple[int, int]] = []
 
     async def fake_sendfile(transport: object, file: object, offset: int, count: int) -> int:
@@ -106,18 +113,22 @@ async def send(
     request = cast(web.Request, SimpleNamespace(transport=transport))
     written = Written()
     received = bytearray()
-    reader = read_all(client_end, received)
+    reader = read_all(client_end, received) if client_reads else None
     with path.open("rb") as file:
-        await _send(
-            server,
-            request,
-            cast(web.StreamResponse, written),
-            cast(StoredBlob, LocalBlob(file)),
-            ByteRange(100, 9000),
-            "telecom",
+        await asyncio.wait_for(
+            _send(
+                server,
+                request,
+                cast(web.StreamResponse, written),
+                cast(StoredBlob, LocalBlob(file, data)),
+                span,
+                "telecom",
+            ),
+            5,
         )
-    server_end.shutdown(socket.SHUT_WR)
-    await asyncio.to_thread(reader.join, 10)
+    if reader is not None:
+        server_end.shutdown(socket.SHUT_WR)
+        await asyncio.to_thread(reader.join, 10)
     return {
         "loop_sendfile": loop_sendfile_calls,
         "written": b"".join(written.chunks),
@@ -151,38 +162,18 @@ async def test_a_slow_clients_slice_goes_on_through_asyncio(
     """The client takes nothing: the thread sends what the buffers hold, then asyncio's
     sendfile (which costs no thread while it waits) gets the rest of the slice."""
     size = 8 * 1024 * 1024  # one slice
-    path = tmp_path / "big"
-    path.write_bytes(b"x" * size)
-    handed_over: list[tuple[int, int]] = []
-
-    async def fake_sendfile(transport: object, file: object, offset: int, count: int) -> int:
-        handed_over.append((offset, count))
-        return count
-
-    monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", fake_sendfile)
-    link = LinkConfig(
-        "telecom", "https://127.1.1.1:7701", ListenAddress("127.1.1.1", 7701), "telecom", 1000.0
+    sent = await send(
+        tmp_path,
+        monkeypatch,
+        connection,
+        data=b"x" * size,
+        span=ByteRange(0, size),
+        client_reads=False,
     )
-    meters = LinkMeters((link,))
-    server = cast(FileServer, SimpleNamespace(meters=meters))
-    server_end, _ = connection
-    request = cast(web.Request, SimpleNamespace(transport=FakeTransport(None, server_end, 0)))
-    with path.open("rb") as file:
-        await asyncio.wait_for(
-            _send(
-                server,
-                request,
-                cast(web.StreamResponse, Written()),
-                cast(StoredBlob, LocalBlob(file)),
-                ByteRange(0, size),
-                "telecom",
-            ),
-            5,
-        )
-    [(offset, count)] = handed_over
+    [(offset, count)] = sent["loop_sendfile"]
     assert 0 < offset < size  # the thread's share: what the socket buffers took
     assert offset + count == size
-    assert meters.reports()[0].bytes_sent == size
+    assert sent["metered"] == size
 
 
 async def test_tls_streams_the_bytes_instead_of_sendfile(
