@@ -20,6 +20,7 @@ from typing import Any, Final
 import aiohttp
 import pytest
 
+from geodrop.fileserver.background import LINK_SHARE_SECONDS
 from support.cluster import Cluster, ExtraLink, client_address, running_cluster, user_token
 from support.http import session_from
 from support.transfer_checks import upload_file
@@ -56,17 +57,33 @@ async def _link_status(cluster: Cluster) -> dict[str, dict[str, Any]]:
 
 
 async def _wait_for_active(
-    cluster: Cluster, expected: dict[str, int], within: float = 10.0
+    cluster: Cluster, expected: dict[str, int], within: float = 10.0, steady: float = 0.0
 ) -> dict[str, dict[str, Any]]:
-    """Poll north's status until each named link has ``expected`` active transfers."""
+    """Poll north's status until each named link has ``expected`` active transfers, and has
+    kept them for ``steady`` seconds of polls."""
     deadline = time.monotonic() + within
+    since: float | None = None
     while True:
         links = await _link_status(cluster)
         actual = {name: links[name]["active_transfers"] for name in expected}
-        if actual == expected:
+        now = time.monotonic()
+        if actual != expected:
+            since = None
+        elif since is None:
+            since = now
+        if since is not None and now - since >= steady:
             return links
-        assert time.monotonic() < deadline, f"active transfers {actual}, expected {expected}"
+        assert now < deadline, f"active transfers {actual}, expected {expected}"
         await asyncio.sleep(0.05)
+
+
+def _sharing_settle(cluster: Cluster) -> float:
+    """How long figures take to reach every access unit of north: each unit publishes its own
+    and reads the others' once per share interval (a heartbeat here), so two intervals and
+    some slack. Each status poll is a new connection, which lands on either unit."""
+    if cluster.layout("north").access_units == 1:
+        return 0.0
+    return 3 * min(LINK_SHARE_SECONDS, cluster.heartbeat_interval)
 
 
 async def _negotiate_links(
@@ -125,7 +142,11 @@ async def test_less_loaded_matching_link_is_chosen(two_telecom_links: Cluster) -
     urls = await _urls_on_link(cluster, upload.file_id, HELD_LINK, HELD_DOWNLOADS)
 
     async with _held(urls):
-        links = await _wait_for_active(cluster, {HELD_LINK: HELD_DOWNLOADS, FREE_LINK: 0})
+        # Held until every access unit has the other units' figures: a negotiation at a
+        # unit that has not heard of the held downloads yet sees two idle links.
+        links = await _wait_for_active(
+            cluster, {HELD_LINK: HELD_DOWNLOADS, FREE_LINK: 0}, steady=_sharing_settle(cluster)
+        )
         assert links[HELD_LINK]["load"] > links[FREE_LINK]["load"]
 
         addresses = await _negotiate_links(cluster, upload.file_id, "telecom", NEGOTIATIONS)
