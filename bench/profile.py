@@ -6,7 +6,8 @@
 Starts a bench cluster, runs the load against it while ``py-spy record`` samples the
 process that serves it (``--native`` off, idle frames off), and prints the functions
 with the most samples: inclusive and self. ``--raw FILE`` keeps py-spy's collapsed
-stacks (flamegraph input). Loopback only; everything is stopped and removed afterwards.
+stacks (flamegraph input); ``--gil`` keeps only the thread holding the GIL, so waits
+in threads do not show. Loopback only; everything is stopped and removed afterwards.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=512, help="download/upload file size")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples of the thread holding the GIL: Python's own CPU, no waits",
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     work = Path(tempfile.mkdtemp(prefix="geodrop-profile-"))
@@ -79,6 +85,7 @@ def main() -> int:
                 [
                     *(py_spy, "record", "-p", str(cluster.service(process).pid), "-r", "200"),
                     *("-d", str(int(args.seconds)), "-f", "raw", "-o", str(collapsed)),
+                    *(("--gil",) if args.gil else ()),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
