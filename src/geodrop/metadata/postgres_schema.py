@@ -66,6 +66,35 @@ TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
             PRIMARY KEY (unit, link)
         )""",
     ),
+    # 2: each sender's bytes held, kept by a trigger, so a quota check reads one row
+    # instead of summing every transfer the sender holds (a sender holding nothing has
+    # no row).
+    (
+        """CREATE TABLE sender_bytes (
+            sender TEXT PRIMARY KEY,
+            bytes_held BIGINT NOT NULL
+        )""",
+        "INSERT INTO sender_bytes (sender, bytes_held)"
+        " SELECT sender, SUM(size) FROM transfers GROUP BY sender",
+        """CREATE FUNCTION sender_bytes_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                UPDATE sender_bytes SET bytes_held = bytes_held - OLD.size
+                    WHERE sender = OLD.sender;
+                DELETE FROM sender_bytes WHERE sender = OLD.sender AND bytes_held = 0;
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                INSERT INTO sender_bytes (sender, bytes_held) VALUES (NEW.sender, NEW.size)
+                    ON CONFLICT (sender) DO UPDATE
+                    SET bytes_held = sender_bytes.bytes_held + EXCLUDED.bytes_held;
+            END IF;
+            RETURN NULL;
+        END
+        $$""",
+        "CREATE TRIGGER transfers_sender_bytes"
+        " AFTER INSERT OR DELETE OR UPDATE OF sender, size ON transfers"
+        " FOR EACH ROW EXECUTE FUNCTION sender_bytes_follow()",
+    ),
 )
 
 INBOX_MIGRATIONS: Final[tuple[Migration, ...]] = (

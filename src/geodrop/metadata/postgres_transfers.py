@@ -36,7 +36,7 @@ from geodrop.metadata.postgres import (
     PostgresDatabase,
 )
 from geodrop.metadata.postgres_schema import TRANSFER_MIGRATIONS
-from geodrop.metadata.rows import transfer_from_row
+from geodrop.metadata.rows import transfer_from_row, usage_from_row
 
 # As SQLite's: how long a request waits for an upload another request is writing.
 LOCK_WAIT_SECONDS: Final = 5.0
@@ -272,17 +272,23 @@ class PostgresTransferStore(TransferStore):
     async def usage(self, sender: str, since: float) -> Usage:
         async with self._db.connection() as c:
             # Tombstones hold no bytes but still count as uploads of their day.
+            # Bytes from the triggers' running total; uploads since from the sender
+            # indexes alone (tombstones hold no bytes but still count as uploads).
             row = await c.fetchrow(
-                "SELECT COALESCE(SUM(size), 0)::BIGINT AS held,"
-                " COUNT(*) FILTER (WHERE created_at >= $1) AS recent,"
-                " MIN(created_at) FILTER (WHERE created_at >= $1) AS oldest"
-                " FROM (SELECT size, created_at FROM transfers WHERE sender = $2"
-                " UNION ALL SELECT 0, created_at FROM tombstones WHERE sender = $2) AS held",
+                "SELECT (SELECT bytes_held FROM sender_bytes WHERE sender = $2) AS held,"
+                " (SELECT COUNT(*) FROM transfers"
+                "  WHERE sender = $2 AND created_at >= $1) AS transfers,"
+                " (SELECT MIN(created_at) FROM transfers"
+                "  WHERE sender = $2 AND created_at >= $1) AS oldest_transfer,"
+                " (SELECT COUNT(*) FROM tombstones"
+                "  WHERE sender = $2 AND created_at >= $1) AS tombstones,"
+                " (SELECT MIN(created_at) FROM tombstones"
+                "  WHERE sender = $2 AND created_at >= $1) AS oldest_tombstone",
                 since,
                 sender,
             )
-        assert row is not None  # an aggregate always answers one row
-        return Usage(int(row["held"]), int(row["recent"]), row["oldest"])
+        assert row is not None  # scalar sub-queries always answer one row
+        return usage_from_row(row)
 
     async def bytes_stored(self) -> int:
         async with self._db.connection() as c:

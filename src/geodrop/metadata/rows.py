@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from geodrop.metadata.base import InboxEntry, Transfer, TransferState
+from geodrop.metadata.base import InboxEntry, Transfer, TransferState, Usage
 
 
 class Row(Protocol):
@@ -49,4 +49,16 @@ def inbox_entry_from_row(row: Row) -> InboxEntry:
         sha256=row["sha256"],
         region=row["region"],
         created_at=row["created_at"],
+    )
+
+
+def usage_from_row(row: Row) -> Usage:
+    """A sender's usage from a row of ``held`` (None: no row, nothing held), the counts
+    ``transfers`` and ``tombstones`` of uploads in the window and their oldest times
+    ``oldest_transfer`` and ``oldest_tombstone`` (None when there are none)."""
+    oldest = [t for t in (row["oldest_transfer"], row["oldest_tombstone"]) if t is not None]
+    return Usage(
+        bytes_held=int(row["held"] or 0),
+        uploads_since=int(row["transfers"]) + int(row["tombstones"]),
+        oldest_since=min(oldest, default=None),
     )

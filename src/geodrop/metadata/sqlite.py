@@ -37,7 +37,7 @@ from geodrop.metadata.base import (
     Usage,
 )
 from geodrop.metadata.locks import KeyedLocks
-from geodrop.metadata.rows import inbox_entry_from_row, transfer_from_row
+from geodrop.metadata.rows import inbox_entry_from_row, transfer_from_row, usage_from_row
 
 T = TypeVar("T")
 
@@ -50,6 +50,17 @@ MAX_BATCH: Final = 64
 # version 1's tables: hence IF NOT EXISTS there). Never change a released migration;
 # add the next one.
 Migration = tuple[str, ...]
+
+# Trigger steps of migration 3: a sender's row follows their transfers' sizes (a sender
+# holding nothing has no row).
+_ADD_NEW_SIZE: Final = (
+    "INSERT INTO sender_bytes (sender, bytes_held) VALUES (NEW.sender, NEW.size)"
+    " ON CONFLICT (sender) DO UPDATE SET bytes_held = bytes_held + excluded.bytes_held"
+)
+_TAKE_OLD_SIZE: Final = (
+    "UPDATE sender_bytes SET bytes_held = bytes_held - OLD.size WHERE sender = OLD.sender;"
+    " DELETE FROM sender_bytes WHERE sender = OLD.sender AND bytes_held = 0"
+)
 
 _TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
     # 1: transfers and their deliveries.
@@ -94,6 +105,26 @@ _TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
         "CREATE INDEX tombstones_expired ON tombstones(expired_at)",
         "CREATE INDEX tombstones_sender ON tombstones(sender, created_at)",
         "CREATE INDEX tombstones_inbox_pending ON tombstones(inbox_pending)",
+    ),
+    # 3: each sender's bytes held, kept by triggers, so a quota check reads one row
+    # instead of summing every transfer the sender holds.
+    (
+        """CREATE TABLE sender_bytes (
+            sender TEXT PRIMARY KEY,
+            bytes_held INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        "INSERT INTO sender_bytes (sender, bytes_held)"
+        " SELECT sender, SUM(size) FROM transfers GROUP BY sender",
+        f"""CREATE TRIGGER transfers_held_insert AFTER INSERT ON transfers BEGIN
+            {_ADD_NEW_SIZE};
+        END""",
+        f"""CREATE TRIGGER transfers_held_delete AFTER DELETE ON transfers BEGIN
+            {_TAKE_OLD_SIZE};
+        END""",
+        f"""CREATE TRIGGER transfers_held_update AFTER UPDATE OF sender, size ON transfers BEGIN
+            {_TAKE_OLD_SIZE};
+            {_ADD_NEW_SIZE};
+        END""",
     ),
 )
 
@@ -565,16 +596,21 @@ class SqliteTransferStore(TransferStore):
 
     async def usage(self, sender: str, since: float) -> Usage:
         def select(c: sqlite3.Connection) -> Usage:
-            # Tombstones hold no bytes but still count as uploads of their day.
+            # Bytes from the triggers' running total; uploads since from the sender
+            # indexes alone (tombstones hold no bytes but still count as uploads).
             row = c.execute(
-                "SELECT COALESCE(SUM(size), 0) AS held,"
-                " COALESCE(SUM(CASE WHEN created_at >= ? THEN 1 ELSE 0 END), 0) AS recent,"
-                " MIN(CASE WHEN created_at >= ? THEN created_at END) AS oldest"
-                " FROM (SELECT size, created_at FROM transfers WHERE sender = ?"
-                " UNION ALL SELECT 0, created_at FROM tombstones WHERE sender = ?)",
-                (since, since, sender, sender),
+                "SELECT (SELECT bytes_held FROM sender_bytes WHERE sender = :sender) AS held,"
+                " (SELECT COUNT(*) FROM transfers"
+                "  WHERE sender = :sender AND created_at >= :since) AS transfers,"
+                " (SELECT MIN(created_at) FROM transfers"
+                "  WHERE sender = :sender AND created_at >= :since) AS oldest_transfer,"
+                " (SELECT COUNT(*) FROM tombstones"
+                "  WHERE sender = :sender AND created_at >= :since) AS tombstones,"
+                " (SELECT MIN(created_at) FROM tombstones"
+                "  WHERE sender = :sender AND created_at >= :since) AS oldest_tombstone",
+                {"sender": sender, "since": since},
             ).fetchone()
-            return Usage(int(row["held"]), int(row["recent"]), row["oldest"])
+            return usage_from_row(row)
 
         return await self._db.run(select)
 

@@ -70,6 +70,7 @@ async def test_a_new_database_gets_the_latest_schema_on_first_use(postgres_dsn: 
         "deliveries",
         "tombstones",
         "unit_link_loads",
+        "sender_bytes",
         "inbox",
         "region_heartbeats",
     }
@@ -86,6 +87,42 @@ async def test_reopening_keeps_the_data_and_runs_nothing_twice(postgres_dsn: str
         assert await again.get(ID) == _transfer()
     finally:
         await again.close()
+    assert await _versions(postgres_dsn) == {"transfers": len(TRANSFER_MIGRATIONS)}
+
+
+async def test_a_version_1_database_gets_its_senders_totals_from_the_rows_it_holds(
+    postgres_dsn: str,
+) -> None:
+    # As geodrop with only version 1 left it: two transfers of alice's, one of carol's.
+    await _script(
+        postgres_dsn,
+        ";\n".join(TRANSFER_MIGRATIONS[0])
+        + ";\nCREATE TABLE schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        + ";\nINSERT INTO schema_version VALUES ('transfers', 1)",
+    )
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        await connection.executemany(
+            "INSERT INTO transfers (id, sender, filename, size, created_at, expires_at, state,"
+            " content_type, tus_metadata) VALUES ($1, $2, 'f', $3, $4, $5, 'uploading',"
+            " 'application/octet-stream', '{}')",
+            [
+                (ID, "alice", 10, NOW, NOW + 10),
+                ("north.bbbbbbbbbbbbbbbbbbbbbbbbbb", "alice", 5 * 1024**3, NOW, NOW + 10),
+                ("north.cccccccccccccccccccccccccc", "carol", 7, NOW, NOW + 10),
+            ],
+        )
+    finally:
+        await connection.close()
+    store = PostgresTransferStore(postgres_dsn)
+    try:
+        usage = await store.usage("alice", since=0.0)
+        assert (usage.bytes_held, usage.uploads_since) == (10 + 5 * 1024**3, 2)
+        assert (await store.usage("carol", since=0.0)).bytes_held == 7
+        await store.retire(ID, NOW + 1)
+        assert (await store.usage("alice", since=0.0)).bytes_held == 5 * 1024**3
+    finally:
+        await store.close()
     assert await _versions(postgres_dsn) == {"transfers": len(TRANSFER_MIGRATIONS)}
 
 

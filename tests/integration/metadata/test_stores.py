@@ -37,6 +37,7 @@ SHA = "ab" * 32
 ID = "north.aaaaaaaaaaaaaaaaaaaaaaaaaa"
 ID2 = "north.bbbbbbbbbbbbbbbbbbbbbbbbbb"
 ID3 = "north.cccccccccccccccccccccccccc"
+ID4 = "north.dddddddddddddddddddddddddd"
 
 TransferOpener = Callable[[], TransferStore]
 InboxOpener = Callable[[], InboxStore]
@@ -621,6 +622,26 @@ async def test_tombstones_hold_no_bytes_but_count_as_uploads(
     usage = await transfer_store.usage("quota-user", since=150.0)
     assert usage == Usage(bytes_held=100, uploads_since=2, oldest_since=200.0)
     assert (await transfer_store.usage("quota-user", since=250.0)).uploads_since == 1
+
+
+async def test_bytes_held_follow_each_senders_transfers_as_they_come_and_go(
+    transfer_store: TransferStore,
+) -> None:
+    await transfer_store.create(transfer(ID, sender="quota-user", size=5 * 1024**3))
+    await transfer_store.create(transfer(ID2, sender="quota-user", size=7))
+    await transfer_store.create(transfer(ID3, sender="other-user", size=11))
+    assert (await transfer_store.usage("quota-user", since=0.0)).bytes_held == 5 * 1024**3 + 7
+    await transfer_store.complete(ID, "ab" * 32, NOW, NOW + 100)  # no change in size
+    assert (await transfer_store.usage("quota-user", since=0.0)).bytes_held == 5 * 1024**3 + 7
+    await transfer_store.retire(ID, NOW + 1)
+    assert (await transfer_store.usage("quota-user", since=0.0)).bytes_held == 7
+    await transfer_store.retire(ID2, NOW + 1)
+    gone = await transfer_store.usage("quota-user", since=0.0)
+    assert gone == Usage(bytes_held=0, uploads_since=2, oldest_since=NOW)
+    # Another sender's figure never moved; a sender seen again starts from nothing.
+    assert (await transfer_store.usage("other-user", since=0.0)).bytes_held == 11
+    await transfer_store.create(transfer(ID4, sender="quota-user", size=3))
+    assert (await transfer_store.usage("quota-user", since=0.0)).bytes_held == 3
 
 
 async def test_bytes_stored_counts_files_and_unfinished_uploads_of_every_sender(

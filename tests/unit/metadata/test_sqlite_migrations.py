@@ -21,7 +21,7 @@ NOW: Final = 1_700_000_000.0
 SHA: Final = "ab" * 32
 DONE: Final = "north.aaaaaaaaaaaaaaaaaaaaaaaaaa"
 PENDING: Final = "north.bbbbbbbbbbbbbbbbbbbbbbbbbb"
-LATEST_TRANSFER_VERSION: Final = 2
+LATEST_TRANSFER_VERSION: Final = 3
 
 V1_TRANSFER_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS transfers (
@@ -128,6 +128,8 @@ async def test_a_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         pending = await store.get(PENDING)
         assert pending is not None
         assert pending.state is TransferState.UPLOADING
+        # Version 3's running totals start from the rows already there.
+        assert await store.usage("alice", since=0.0) == Usage(30, 2, NOW)
 
         # What version 2 adds works on the upgraded data.
         received = await store.mark_received(DONE, "bob", NOW + 2, grace_seconds=5)
