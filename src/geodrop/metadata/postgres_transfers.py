@@ -271,7 +271,6 @@ class PostgresTransferStore(TransferStore):
 
     async def usage(self, sender: str, since: float) -> Usage:
         async with self._db.connection() as c:
-            # Tombstones hold no bytes but still count as uploads of their day.
             # Bytes from the triggers' running total; uploads since from the sender
             # indexes alone (tombstones hold no bytes but still count as uploads).
             row = await c.fetchrow(
