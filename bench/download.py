@@ -231,14 +231,13 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
             "server's process tree):\n",
             markdown_table(["client", *SIDES, "geodrop / nginx"], cpu_rows),
             "KiB of the file per TCP data segment (the kernel's `TCPOrigDataSent` over "
-            "the trial). Over loopback the kernel caps a connection's segments at half "
-            "the largest receive window its client has offered; a client that reads "
-            "slowly (aria2c writes each piece to a file) keeps its windows small, more "
-            "segments carry the same bytes, and each costs both sides CPU. With aria2c, "
-            "`ss -tmi` during development (not a figure of this run) showed most of "
-            "geodrop's connections at 32.5 KiB segments and 33–65 KiB windows, nginx's "
-            "and the Python server's at 46.5 KiB and 80 KiB windows, for the same client "
-            "and file; what sets a connection on one or the other is not known yet:\n",
+            "the trial). Over loopback a connection's segments are capped at half the "
+            "largest receive window its client has offered, and an uncorked sendfile "
+            "sends whatever room the last window update made: the plain Python server "
+            "sends about half-window segments. nginx here has `tcp_nopush on` (TCP_CORK "
+            "while sendfile sends) and geodrop corks its bodies the same way, so both "
+            "send full segments; fewer segments for the same bytes cost both sides less "
+            "CPU:\n",
             markdown_table(["client", *SIDES], segment_rows),
             "![download throughput and CPU](bench-download.png)\n",
         ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Final
+from typing import BinaryIO, Final
 from urllib.parse import quote
 
 from aiohttp import web
@@ -18,7 +18,7 @@ from geodrop.errors import PreconditionFailed, RangeNotSatisfiable
 from geodrop.fileserver import downloads, retention
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.metrics import Direction, metered_transfer
-from geodrop.fileserver.sendfile import SliceSender, Socket
+from geodrop.fileserver.sendfile import SliceSender, Socket, corked
 from geodrop.fileserver.transferurls import verified_grant
 from geodrop.metadata.base import Transfer
 from geodrop.protocol import ranges, signing
@@ -176,33 +176,48 @@ async def _send(
     tls = transport is not None and transport.get_extra_info("sslcontext") is not None
     sock: Socket | None = transport.get_extra_info("socket") if transport else None
     if local is not None and transport is not None and sock is not None and not tls:
-        loop = asyncio.get_running_loop()
-        position = span.start
-        slice_bytes = MIN_SENDFILE_SLICE
         sender = SliceSender(sock, local)
         try:
-            while position < span.stop:
-                count = min(slice_bytes, span.stop - position)
-                started = loop.time()
-                if transport.get_write_buffer_size():
-                    # Bytes of an earlier answer still wait in the transport: asyncio's
-                    # sendfile sends them first.
-                    sent = await loop.sendfile(transport, local, position, count)
-                else:
-                    sent = await sender.send(position, count)
-                    if sent < count:
-                        # A slow client: the event loop waits for it, not a thread.
-                        sent += await loop.sendfile(transport, local, position + sent, count - sent)
-                if sent == 0:
-                    raise ConnectionResetError("connection lost during sendfile")
-                position += sent
-                server.meters.sent(link, sent)
-                took = loop.time() - started
-                rate_slice = sent * SLICE_SECONDS / took if took > 0 else MAX_SENDFILE_SLICE
-                slice_bytes = int(min(MAX_SENDFILE_SLICE, max(MIN_SENDFILE_SLICE, rate_slice)))
+            # Full segments only until the end of the body (nginx's tcp_nopush).
+            with corked(sock):
+                await _send_slices(server, transport, sender, local, span, link)
         finally:
             sender.close()
         return
     async for chunk in stored.chunks(span.start, span.stop):
         await response.write(chunk)
         server.meters.sent(link, len(chunk))
+
+
+async def _send_slices(
+    server: FileServer,
+    transport: asyncio.Transport,
+    sender: SliceSender,
+    local: BinaryIO,
+    span: ranges.ByteRange,
+    link: str,
+) -> None:
+    """Send ``span`` of the local file by kernel sendfile, slice by slice, each sized to
+    about :data:`SLICE_SECONDS` of the connection's last rate."""
+    loop = asyncio.get_running_loop()
+    position = span.start
+    slice_bytes = MIN_SENDFILE_SLICE
+    while position < span.stop:
+        count = min(slice_bytes, span.stop - position)
+        started = loop.time()
+        if transport.get_write_buffer_size():
+            # Bytes of an earlier answer still wait in the transport: asyncio's
+            # sendfile sends them first.
+            sent = await loop.sendfile(transport, local, position, count)
+        else:
+            sent = await sender.send(position, count)
+            if sent < count:
+                # A slow client: the event loop waits for it, not a thread.
+                sent += await loop.sendfile(transport, local, position + sent, count - sent)
+        if sent == 0:
+            raise ConnectionResetError("connection lost during sendfile")
+        position += sent
+        server.meters.sent(link, sent)
+        took = loop.time() - started
+        rate_slice = sent * SLICE_SECONDS / took if took > 0 else MAX_SENDFILE_SLICE
+        slice_bytes = int(min(MAX_SENDFILE_SLICE, max(MIN_SENDFILE_SLICE, rate_slice)))

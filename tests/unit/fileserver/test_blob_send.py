@@ -274,3 +274,82 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@pytest.fixture
+def tcp_connection() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A loopback TCP connection: the server's non-blocking end, the client's."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client_end = socket.create_connection(listener.getsockname())
+        server_end, _ = listener.accept()
+    server_end.setblocking(False)
+    with server_end, client_end:
+        yield server_end, client_end
+
+
+class RecordingSocket:
+    """A socket whose setsockopt calls are written down (the rest is the real one's)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.options: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.options.append((level, option, value))
+        self.sock.setsockopt(level, option, value)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def corked_now(sock: socket.socket) -> bool:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) != 0
+
+
+async def test_the_body_goes_out_corked_and_the_cork_comes_out_after(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tcp_connection: tuple[socket.socket, socket.socket],
+) -> None:
+    """Full TCP segments while sendfile sends (nginx's tcp_nopush); the cork comes out at
+    the end, so the last partial segment leaves at once and the next answer is not held."""
+    server_end, client_end = tcp_connection
+    recording = RecordingSocket(server_end)
+    sent = await send(
+        tmp_path, monkeypatch, cast(tuple[socket.socket, socket.socket], (recording, client_end))
+    )
+    assert sent["received"] == DATA[100:9000]
+    assert sent["loop_sendfile"] == []
+    cork = (socket.IPPROTO_TCP, socket.TCP_CORK)
+    assert [(level, option, value) for level, option, value in recording.options] == [
+        (*cork, 1),
+        (*cork, 0),
+    ]
+    assert not corked_now(server_end)
+
+
+def test_the_cork_comes_out_when_the_send_fails(
+    tcp_connection: tuple[socket.socket, socket.socket],
+) -> None:
+    server_end, _ = tcp_connection
+    seen: list[bool] = []
+
+    def failing_send() -> None:
+        with sendfile.corked(server_end):
+            seen.append(corked_now(server_end))
+            raise ConnectionResetError("the client closed the connection")
+
+    with pytest.raises(ConnectionResetError):
+        failing_send()
+    assert seen == [True]
+    assert not corked_now(server_end)
+
+
+def test_a_socket_that_cannot_be_corked_sends_as_it_is(
+    connection: tuple[socket.socket, socket.socket],
+) -> None:
+    """A Unix socket has no TCP_CORK: the block runs all the same."""
+    server_end, client_end = connection
+    with sendfile.corked(server_end):
+        server_end.send(b"body")
+    assert client_end.recv(16) == b"body"
