@@ -10,6 +10,7 @@ requests are a handful) gives the bytes each segment carried.
 
 from __future__ import annotations
 
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +38,13 @@ def _spread(geodrop: Samples, nginx: Samples) -> str:
     """The per-round ratios of a missed target: how far noise reaches."""
     per_round = round_ratios(geodrop, nginx).values
     return f"per-round ratios {min(per_round):.2f}–{max(per_round):.2f}×"
+
+
+def _clients_cpu() -> float:
+    """CPU seconds of the bench's finished child processes: the clients (the servers are
+    children too, but still running, so not counted)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _data_segments() -> int:
@@ -99,6 +107,7 @@ def _trial(
     def trial() -> Mapping[str, float]:
         server.check_alive()
         cpu = server.cpu_seconds()
+        client_cpu = _clients_cpu()
         segments = _data_segments()
         start = time.perf_counter()
         moved = fetch(url, streams, size)
@@ -108,6 +117,7 @@ def _trial(
         return {
             "GB/s": moved / wall / 1e9,
             "CPU s/GiB": used / (moved / GiB),
+            "client CPU s/GiB": (_clients_cpu() - client_cpu) / (moved / GiB),
             "KiB/segment": moved / sent / 1024,
         }
 
@@ -152,12 +162,18 @@ def _config_label(client: str, streams: int) -> str:
 
 
 def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Section:
-    rows, cpu_rows, segment_rows, targets = [], [], [], []
+    rows, cpu_rows, client_rows, segment_rows, targets = [], [], [], [], []
     for (client, streams), res in results.items():
         label = _config_label(client, streams)
         g, n, p = (res[s]["GB/s"] for s in SIDES)
         gc, nc, pc = (res[s]["CPU s/GiB"] for s in SIDES)
         gs, ns, ps = (res[s]["KiB/segment"] for s in SIDES)
+        gk, nk, pk = (res[s]["client CPU s/GiB"] for s in SIDES)
+        client_rows.append([label, gk.fmt(3), nk.fmt(3), pk.fmt(3)])
+        both = (
+            f"; server and client together {gc.median + gk.median:.3f} s/GiB to nginx's "
+            f"{nc.median + nk.median:.3f}"
+        )
         rows.append([label, g.fmt(), n.fmt(), p.fmt(), ratio_text(g, n), ratio_text(p, n)])
         cpu_rows.append([label, gc.fmt(3), nc.fmt(3), pc.fmt(3), ratio_text(gc, nc)])
         segment_rows.append([label, gs.fmt(1), ns.fmt(1), ps.fmt(1)])
@@ -185,9 +201,9 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
                 note=""
                 if ratio(gc, nc) <= 1.2
                 else "plain Python socket.sendfile (a thread per stream) used "
-                f"{ratio(pc, nc):.2f}× nginx's CPU per GiB here too" + segments
+                f"{ratio(pc, nc):.2f}× nginx's CPU per GiB here too" + segments + both
                 if ratio(pc, nc) > 1.2
-                else _spread(gc, nc) + segments,
+                else _spread(gc, nc) + segments + both,
             )
         )
     groups = [_config_label(c, s) for c, s in results]
@@ -230,6 +246,14 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
             "Server CPU seconds per GiB sent (`/proc/PID/stat` utime + stime of the "
             "server's process tree):\n",
             markdown_table(["client", *SIDES, "geodrop / nginx"], cpu_rows),
+            "The clients' CPU seconds per GiB received (curl or aria2c processes, from "
+            "`getrusage`). Over loopback the receiving side's TCP work runs partly in "
+            "the sender's context (the kernel delivers a segment to the receiving "
+            "socket while the sender's call is still in the kernel, unless the receiver "
+            "holds the socket at that moment), so a server's CPU per GiB also depends "
+            "on how its sends and the client's reads interleave; the sum of the two "
+            "compares the work each server's way of sending causes in all:\n",
+            markdown_table(["client", *SIDES], client_rows),
             "KiB of the file per TCP data segment (the kernel's `TCPOrigDataSent` over "
             "the trial). Over loopback a connection's segments are capped at half the "
             "largest receive window its client has offered, and an uncorked sendfile "
