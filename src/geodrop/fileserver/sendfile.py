@@ -51,20 +51,18 @@ def corked(sock: Socket) -> Iterator[None]:
     """Hold back partial TCP segments while the block sends (Linux ``TCP_CORK``); what is
     left goes out when the cork comes out. A socket that cannot be corked (not TCP, not
     Linux) sends as it is."""
-    cork = getattr(socket, "TCP_CORK", None)
-    if cork is None:
-        yield
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
-    except OSError:
-        yield
-        return
+    option: int | None = getattr(socket, "TCP_CORK", None)
+    corked_by: int | None = None  # the option set, once it is
+    if option is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+            corked_by = option
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):  # the connection may be gone already
-            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
+        if corked_by is not None:
+            with contextlib.suppress(OSError):  # the connection may be gone already
+                sock.setsockopt(socket.IPPROTO_TCP, corked_by, 0)
 
 
 _senders = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="sendfile")

@@ -36,7 +36,9 @@ from geodrop.metadata.postgres import (
     PostgresDatabase,
 )
 from geodrop.metadata.postgres_schema import TRANSFER_MIGRATIONS
-from geodrop.metadata.rows import transfer_from_row, usage_from_row
+from geodrop.metadata.rows import transfer_from_row, usage_from_row, usage_query
+
+_USAGE_SQL: Final = usage_query(sender="$1", since="$2")
 
 # As SQLite's: how long a request waits for an upload another request is writing.
 LOCK_WAIT_SECONDS: Final = 5.0
@@ -271,21 +273,7 @@ class PostgresTransferStore(TransferStore):
 
     async def usage(self, sender: str, since: float) -> Usage:
         async with self._db.connection() as c:
-            # Bytes from the triggers' running total; uploads since from the sender
-            # indexes alone (tombstones hold no bytes but still count as uploads).
-            row = await c.fetchrow(
-                "SELECT (SELECT bytes_held FROM sender_bytes WHERE sender = $2) AS held,"
-                " (SELECT COUNT(*) FROM transfers"
-                "  WHERE sender = $2 AND created_at >= $1) AS transfers,"
-                " (SELECT MIN(created_at) FROM transfers"
-                "  WHERE sender = $2 AND created_at >= $1) AS oldest_transfer,"
-                " (SELECT COUNT(*) FROM tombstones"
-                "  WHERE sender = $2 AND created_at >= $1) AS tombstones,"
-                " (SELECT MIN(created_at) FROM tombstones"
-                "  WHERE sender = $2 AND created_at >= $1) AS oldest_tombstone",
-                since,
-                sender,
-            )
+            row = await c.fetchrow(_USAGE_SQL, sender, since)
         assert row is not None  # scalar sub-queries always answer one row
         return usage_from_row(row)
 

@@ -52,6 +52,24 @@ def inbox_entry_from_row(row: Row) -> InboxEntry:
     )
 
 
+def usage_query(sender: str, since: str) -> str:
+    """The query :func:`usage_from_row` reads, with a backend's placeholders for the
+    sender and the window's start: bytes from the triggers' running total
+    (``sender_bytes``), uploads since from the sender indexes alone (tombstones hold no
+    bytes but still count as uploads). Only placeholders go in, never values."""
+    return (
+        f"SELECT (SELECT bytes_held FROM sender_bytes WHERE sender = {sender}) AS held,"  # noqa: S608
+        f" (SELECT COUNT(*) FROM transfers"
+        f"  WHERE sender = {sender} AND created_at >= {since}) AS transfers,"
+        f" (SELECT MIN(created_at) FROM transfers"
+        f"  WHERE sender = {sender} AND created_at >= {since}) AS oldest_transfer,"
+        f" (SELECT COUNT(*) FROM tombstones"
+        f"  WHERE sender = {sender} AND created_at >= {since}) AS tombstones,"
+        f" (SELECT MIN(created_at) FROM tombstones"
+        f"  WHERE sender = {sender} AND created_at >= {since}) AS oldest_tombstone"
+    )
+
+
 def usage_from_row(row: Row) -> Usage:
     """A sender's usage from a row of ``held`` (None: no row, nothing held), the counts
     ``transfers`` and ``tombstones`` of uploads in the window and their oldest times

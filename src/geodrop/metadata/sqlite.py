@@ -37,7 +37,12 @@ from geodrop.metadata.base import (
     Usage,
 )
 from geodrop.metadata.locks import KeyedLocks
-from geodrop.metadata.rows import inbox_entry_from_row, transfer_from_row, usage_from_row
+from geodrop.metadata.rows import (
+    inbox_entry_from_row,
+    transfer_from_row,
+    usage_from_row,
+    usage_query,
+)
 
 T = TypeVar("T")
 
@@ -50,6 +55,8 @@ MAX_BATCH: Final = 64
 # version 1's tables: hence IF NOT EXISTS there). Never change a released migration;
 # add the next one.
 Migration = tuple[str, ...]
+
+_USAGE_SQL: Final = usage_query(sender=":sender", since=":since")
 
 # Trigger steps of migration 3: a sender's row follows their transfers' sizes (a sender
 # holding nothing has no row).
@@ -596,20 +603,7 @@ class SqliteTransferStore(TransferStore):
 
     async def usage(self, sender: str, since: float) -> Usage:
         def select(c: sqlite3.Connection) -> Usage:
-            # Bytes from the triggers' running total; uploads since from the sender
-            # indexes alone (tombstones hold no bytes but still count as uploads).
-            row = c.execute(
-                "SELECT (SELECT bytes_held FROM sender_bytes WHERE sender = :sender) AS held,"
-                " (SELECT COUNT(*) FROM transfers"
-                "  WHERE sender = :sender AND created_at >= :since) AS transfers,"
-                " (SELECT MIN(created_at) FROM transfers"
-                "  WHERE sender = :sender AND created_at >= :since) AS oldest_transfer,"
-                " (SELECT COUNT(*) FROM tombstones"
-                "  WHERE sender = :sender AND created_at >= :since) AS tombstones,"
-                " (SELECT MIN(created_at) FROM tombstones"
-                "  WHERE sender = :sender AND created_at >= :since) AS oldest_tombstone",
-                {"sender": sender, "since": since},
-            ).fetchone()
+            row = c.execute(_USAGE_SQL, {"sender": sender, "since": since}).fetchone()
             return usage_from_row(row)
 
         return await self._db.run(select)
