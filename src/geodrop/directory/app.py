@@ -69,6 +69,7 @@ def build_app(directory: Directory) -> web.Application:
     app.router.add_get("/v1/regions", handlers.regions)
     app.router.add_post("/v1/peer/heartbeat", handlers.heartbeat)
     app.router.add_post("/v1/peer/inbox", inbox_handlers.add_inbox_entry)
+    app.router.add_post("/v1/peer/inbox/entries", inbox_handlers.add_inbox_entries)
     app.router.add_post("/v1/peer/inbox/remove", inbox_handlers.remove_inbox_entries)
     app.router.add_get("/v1/status", status.status)
     status.add_page_routes(app)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 
 from geodrop.errors import BadRequest, NotFound
@@ -17,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS: Final = 60.0
 PAGE_SIZE: Final = 100
+# The most announcements one ``POST /v1/peer/inbox/entries`` may carry: at the longest
+# file names that is still well inside the directory's 64 KiB request limit.
+MAX_ANNOUNCEMENTS: Final = 25
 
 
 class Inboxes:
@@ -56,9 +60,14 @@ class Inboxes:
         self.changed(ANY_RECEIVER)
 
     async def add(self, entry: InboxEntry) -> InboxEntry:
-        stored = await self.store.add(entry)
+        return (await self.add_many([entry]))[0]
+
+    async def add_many(self, entries: Sequence[InboxEntry]) -> list[InboxEntry]:
+        """Add entries durably, in one transaction, and wake their receivers' waiters."""
+        stored = await self.store.add_many(entries)
         # At once, without waiting for the store's notification to come round.
-        self.changed(stored.receiver)
+        for receiver in dict.fromkeys(entry.receiver for entry in stored):
+            self.changed(receiver)
         return stored
 
     async def remove(self, file_id: str) -> None:

@@ -9,7 +9,13 @@ from aiohttp import web
 
 from geodrop.directory.context import DIRECTORY
 from geodrop.directory.handlers import peer_region
-from geodrop.directory.inbox import MAX_WAIT_SECONDS, entry_json, parse_entry, parse_file_reference
+from geodrop.directory.inbox import (
+    MAX_ANNOUNCEMENTS,
+    MAX_WAIT_SECONDS,
+    entry_json,
+    parse_entry,
+    parse_file_reference,
+)
 from geodrop.errors import BadRequest
 from geodrop.web.auth import authenticated_peer, authenticated_user
 from geodrop.web.jsonbody import parse_json_object
@@ -28,6 +34,32 @@ async def add_inbox_entry(request: web.Request) -> web.Response:
     peer_region(directory, peer, entry.region)
     stored = await directory.inboxes.add(entry)
     return web.json_response(entry_json(stored), status=201)
+
+
+async def add_inbox_entries(request: web.Request) -> web.Response:
+    """``POST /v1/peer/inbox/entries``: a file server announces several completed files at
+    once, ``{"entries": [announcement, ...]}``, all stored in one transaction or none."""
+    directory = request.app[DIRECTORY]
+    peer, raw = await authenticated_peer(
+        request, directory.config.keys.peer.encode(), directory.replay_guard
+    )
+    announcements = parse_json_object(raw).get("entries")
+    if not isinstance(announcements, list) or not announcements:
+        raise BadRequest("entries: a non-empty list of announcements is required")
+    if len(announcements) > MAX_ANNOUNCEMENTS:
+        raise BadRequest(f"entries: at most {MAX_ANNOUNCEMENTS} announcements at once")
+    entries = []
+    for index, body in enumerate(announcements):
+        if not isinstance(body, dict):
+            raise BadRequest(f"entries[{index}]: an announcement object is required")
+        try:
+            entry = parse_entry(body, directory.config.region_names)
+        except BadRequest as exc:
+            raise BadRequest(f"entries[{index}]: {exc.message}") from None
+        peer_region(directory, peer, entry.region)
+        entries.append(entry)
+    stored = await directory.inboxes.add_many(entries)
+    return web.json_response({"entries": [entry_json(e) for e in stored]}, status=201)
 
 
 async def remove_inbox_entries(request: web.Request) -> web.Response:

@@ -16,7 +16,9 @@ from geodrop.fileserver.context import FileServer
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_PATH: Final = "/v1/peer/heartbeat"
-INBOX_PATH: Final = "/v1/peer/inbox"
+INBOX_ENTRIES_PATH: Final = "/v1/peer/inbox/entries"
+# Announcements per request to the directory (its MAX_ANNOUNCEMENTS allows 25).
+ANNOUNCE_BATCH: Final = 25
 INBOX_REMOVE_PATH: Final = "/v1/peer/inbox/remove"
 ANNOUNCE_RETRY_SECONDS: Final = 2.0
 # How often the directory is told what may have been missed; limits.sweep_interval_seconds
@@ -52,15 +54,16 @@ async def heartbeats(server: FileServer) -> None:
 async def announce_pending(server: FileServer) -> int:
     """Put every completed, not yet announced file into its receivers' inboxes.
 
+    Up to :data:`ANNOUNCE_BATCH` entries go in one request, which the directory stores in
+    one transaction; they are marked announced only once it has acknowledged them.
+
     Returns:
         How many announcements the directory acknowledged.
     """
-    url = server.config.directory.url + INBOX_PATH
+    url = server.config.directory.url + INBOX_ENTRIES_PATH
     done = 0
-    for transfer, receiver in await server.transfers.unannounced():
-        await server.peers.call(
-            "POST",
-            url,
+    while pending := await server.transfers.unannounced(ANNOUNCE_BATCH):
+        entries = [
             {
                 "receiver": receiver,
                 "file_id": transfer.id,
@@ -70,10 +73,16 @@ async def announce_pending(server: FileServer) -> int:
                 "sha256": transfer.sha256,
                 "region": server.region.name,
                 "created_at": transfer.completed_at,
-            },
+            }
+            for transfer, receiver in pending
+        ]
+        await server.peers.call("POST", url, {"entries": entries})
+        await server.transfers.mark_announced_many(
+            [(transfer.id, receiver) for transfer, receiver in pending]
         )
-        await server.transfers.mark_announced(transfer.id, receiver)
-        done += 1
+        done += len(pending)
+        if len(pending) < ANNOUNCE_BATCH:
+            break
     return done
 
 

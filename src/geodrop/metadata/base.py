@@ -132,8 +132,12 @@ class TransferStore(ABC):
         """Completed transfers with a receiver whose inbox has not yet been told."""
 
     @abstractmethod
+    async def mark_announced_many(self, deliveries: Sequence[tuple[str, str]]) -> None:
+        """Each ``(transfer_id, receiver)``'s inbox now holds its entry (one transaction)."""
+
     async def mark_announced(self, transfer_id: str, receiver: str) -> None:
         """The receiver's inbox now holds the entry."""
+        await self.mark_announced_many([(transfer_id, receiver)])
 
     @abstractmethod
     async def mark_received(
@@ -269,8 +273,13 @@ class InboxStore(ABC):
     """The directory's inboxes."""
 
     @abstractmethod
+    async def add_many(self, entries: Sequence[InboxEntry]) -> list[InboxEntry]:
+        """Add entries in one transaction (each idempotent per file and receiver); returns
+        them, in order, with their cursors."""
+
     async def add(self, entry: InboxEntry) -> InboxEntry:
         """Add an entry (idempotent per file and receiver); returns it with its cursor."""
+        return (await self.add_many([entry]))[0]
 
     @abstractmethod
     async def list(self, receiver: str, after: int, limit: int) -> list[InboxEntry]:

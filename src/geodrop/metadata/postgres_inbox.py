@@ -52,39 +52,46 @@ class PostgresInboxStore(InboxStore):
     def __init__(self, dsn: str, *, pool_size: int = 10) -> None:
         self._db = PostgresDatabase(dsn, pool_size, "inbox", INBOX_MIGRATIONS)
 
-    async def add(self, entry: InboxEntry) -> InboxEntry:
+    async def add_many(self, entries: Sequence[InboxEntry]) -> list[InboxEntry]:
+        stored = []
         async with self._db.transaction() as c:
             # Cursors come from a sequence, in the order adds *start*; a reader must never
             # see cursor 7 committed while 6 is still to come, or it would skip 6 for
             # good. Adds for one receiver therefore take turns (until commit), so that
-            # each receiver's cursors become visible in order.
-            await c.execute(
-                "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
-                _INBOX_ADD_LOCKS,
-                entry.receiver,
-            )
-            await c.execute(
-                "INSERT INTO inbox (receiver, file_id, sender, filename, size, sha256,"
-                " region, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                " ON CONFLICT (file_id, receiver) DO NOTHING",
-                entry.receiver,
-                entry.file_id,
-                entry.sender,
-                entry.filename,
-                entry.size,
-                entry.sha256,
-                entry.region,
-                entry.created_at,
-            )
-            row = await c.fetchrow(
-                "SELECT * FROM inbox WHERE file_id = $1 AND receiver = $2",
-                entry.file_id,
-                entry.receiver,
-            )
+            # each receiver's cursors become visible in order. The locks are taken in
+            # one order, so two batches naming the same receivers cannot deadlock.
+            receivers = sorted({entry.receiver for entry in entries})
+            for receiver in receivers:
+                await c.execute(
+                    "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
+                    _INBOX_ADD_LOCKS,
+                    receiver,
+                )
+            for entry in entries:
+                await c.execute(
+                    "INSERT INTO inbox (receiver, file_id, sender, filename, size, sha256,"
+                    " region, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    " ON CONFLICT (file_id, receiver) DO NOTHING",
+                    entry.receiver,
+                    entry.file_id,
+                    entry.sender,
+                    entry.filename,
+                    entry.size,
+                    entry.sha256,
+                    entry.region,
+                    entry.created_at,
+                )
+                row = await c.fetchrow(
+                    "SELECT * FROM inbox WHERE file_id = $1 AND receiver = $2",
+                    entry.file_id,
+                    entry.receiver,
+                )
+                assert row is not None  # inserted, or already there, in this transaction
+                stored.append(_entry(row))
             # Delivered to every listener when (and only if) the transaction commits.
-            await c.execute("SELECT pg_notify($1, $2)", CHANNEL, entry.receiver)
-        assert row is not None  # inserted, or already there, in this transaction
-        return _entry(row)
+            for receiver in receivers:
+                await c.execute("SELECT pg_notify($1, $2)", CHANNEL, receiver)
+        return stored
 
     async def list(self, receiver: str, after: int, limit: int) -> list[InboxEntry]:
         async with self._db.connection() as c:

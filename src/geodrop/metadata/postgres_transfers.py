@@ -163,12 +163,11 @@ class PostgresTransferStore(TransferStore):
             )
         return [(_transfer(row), row["unannounced_receiver"]) for row in rows]
 
-    async def mark_announced(self, transfer_id: str, receiver: str) -> None:
-        async with self._db.connection() as c:
-            await c.execute(
+    async def mark_announced_many(self, deliveries: Sequence[tuple[str, str]]) -> None:
+        async with self._db.transaction() as c:
+            await c.executemany(
                 "UPDATE deliveries SET announced = TRUE WHERE transfer_id = $1 AND receiver = $2",
-                transfer_id,
-                receiver,
+                deliveries,
             )
 
     async def mark_received(

@@ -490,11 +490,11 @@ class SqliteTransferStore(TransferStore):
 
         return await self._db.run(select)
 
-    async def mark_announced(self, transfer_id: str, receiver: str) -> None:
+    async def mark_announced_many(self, deliveries: Sequence[tuple[str, str]]) -> None:
         await self._db.run(
-            lambda c: c.execute(
+            lambda c: c.executemany(
                 "UPDATE deliveries SET announced = 1 WHERE transfer_id = ? AND receiver = ?",
-                (transfer_id, receiver),
+                deliveries,
             )
         )
 
@@ -658,31 +658,35 @@ class SqliteInboxStore(InboxStore):
         self._listeners: list[Callable[[str], None]] = []
         self._beats: dict[str, RegionBeat] = {}
 
-    async def add(self, entry: InboxEntry) -> InboxEntry:
-        def insert(c: sqlite3.Connection) -> InboxEntry:
-            c.execute(
-                "INSERT OR IGNORE INTO inbox (receiver, file_id, sender, filename, size, sha256,"
-                " region, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.receiver,
-                    entry.file_id,
-                    entry.sender,
-                    entry.filename,
-                    entry.size,
-                    entry.sha256,
-                    entry.region,
-                    entry.created_at,
-                ),
-            )
-            row = c.execute(
-                "SELECT * FROM inbox WHERE file_id = ? AND receiver = ?",
-                (entry.file_id, entry.receiver),
-            ).fetchone()
-            return _entry(row)
+    async def add_many(self, entries: Sequence[InboxEntry]) -> list[InboxEntry]:
+        def insert(c: sqlite3.Connection) -> list[InboxEntry]:
+            stored = []
+            for entry in entries:
+                c.execute(
+                    "INSERT OR IGNORE INTO inbox (receiver, file_id, sender, filename, size,"
+                    " sha256, region, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.receiver,
+                        entry.file_id,
+                        entry.sender,
+                        entry.filename,
+                        entry.size,
+                        entry.sha256,
+                        entry.region,
+                        entry.created_at,
+                    ),
+                )
+                row = c.execute(
+                    "SELECT * FROM inbox WHERE file_id = ? AND receiver = ?",
+                    (entry.file_id, entry.receiver),
+                ).fetchone()
+                stored.append(_entry(row))
+            return stored
 
         stored = await self._db.run(insert)
-        for changed in list(self._listeners):
-            changed(stored.receiver)
+        for receiver in dict.fromkeys(entry.receiver for entry in stored):
+            for changed in list(self._listeners):
+                changed(receiver)
         return stored
 
     async def list(self, receiver: str, after: int, limit: int) -> list[InboxEntry]:

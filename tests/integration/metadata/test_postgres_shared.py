@@ -351,6 +351,24 @@ async def test_an_entry_added_by_one_process_is_heard_by_another(
     assert [e.receiver for e in await second.list("bob", 0, 10)] == ["bob"]
 
 
+async def test_each_receiver_of_a_batch_is_heard_once_by_another_process(
+    inbox_stores: list[PostgresInboxStore],
+) -> None:
+    first, second = inbox_stores
+    async with _listening(second) as heard:
+        await first.add_many(
+            [
+                _entry("north.cccccccccccccccccccccccccc", "dave"),
+                _entry("north.dddddddddddddddddddddddddd", "erin"),
+                _entry("north.eeeeeeeeeeeeeeeeeeeeeeeeee", "dave"),
+            ]
+        )
+        told = {await asyncio.wait_for(heard.get(), 2) for _ in range(2)}
+        assert told == {"dave", "erin"}
+        assert heard.empty()
+    assert len(await second.list("dave", 0, 10)) == 2
+
+
 async def test_listening_resumes_after_the_connection_is_lost(
     inbox_stores: list[PostgresInboxStore], postgres_dsn: str
 ) -> None:

@@ -196,6 +196,16 @@ async def test_mark_announced(transfer_store: TransferStore) -> None:
     assert await transfer_store.unannounced() == []
 
 
+async def test_mark_announced_many(transfer_store: TransferStore) -> None:
+    for transfer_id in (ID, ID2):
+        await transfer_store.create(transfer(transfer_id))
+        await transfer_store.complete(transfer_id, SHA, NOW, NOW + 100)
+    await transfer_store.mark_announced_many([(ID, "bob"), (ID2, "carol"), (ID2, "carol")])
+    assert pairs(await transfer_store.unannounced()) == {(ID, "carol"), (ID2, "bob")}
+    await transfer_store.mark_announced_many([(ID, "carol"), (ID2, "bob"), (ID3, "bob")])
+    assert await transfer_store.unannounced() == []
+
+
 async def test_unannounced_limit(transfer_store: TransferStore) -> None:
     for transfer_id in (ID, ID2, ID3):
         await transfer_store.create(transfer(transfer_id))
@@ -424,6 +434,18 @@ async def test_add_is_idempotent_per_file_and_receiver(inbox_store: InboxStore) 
     again = await inbox_store.add(entry(ID, "bob", filename="renamed.pdf", created_at=NOW + 9))
     assert again == first
     assert await inbox_store.list("bob", 0, 100) == [first]
+
+
+async def test_add_many_stores_a_batch_in_order(inbox_store: InboxStore) -> None:
+    before = await inbox_store.add(entry(ID3, "bob"))
+    batch = [entry(ID, "bob"), entry(ID, "carol"), entry(ID2, "bob"), entry(ID3, "bob")]
+    stored = await inbox_store.add_many(batch)
+    assert [(e.file_id, e.receiver) for e in stored] == [(e.file_id, e.receiver) for e in batch]
+    assert before.cursor < stored[0].cursor < stored[1].cursor < stored[2].cursor
+    assert stored[3] == before  # already there: answered as stored
+    assert await inbox_store.list("bob", 0, 100) == [before, stored[0], stored[2]]
+    assert await inbox_store.list("carol", 0, 100) == [stored[1]]
+    assert await inbox_store.add_many(batch) == stored
 
 
 async def test_list_after_cursor(inbox_store: InboxStore) -> None:
