@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
@@ -22,7 +20,7 @@ import pytest
 
 from support.cluster import Cluster, client_address, user_token
 from support.http import session_from
-from support.region_state import set_limits
+from support.region_state import holdings, set_limits
 from support.transfer_checks import (
     TUS_VERSION,
     expect_error,
@@ -70,18 +68,6 @@ def _metadata(filename: str, receiver: str) -> str:
         return base64.b64encode(text.encode()).decode()
 
     return f"filename {b64(filename)},receivers {b64(receiver)}"
-
-
-def _holdings(cluster: Cluster, sender: str) -> tuple[frozenset[str], int]:
-    """Every upload area and file north stores, and how many transfers ``sender`` has there."""
-    blobs = cluster.root / "north" / "blobs"
-    stored = frozenset(str(p.relative_to(blobs)) for p in blobs.rglob("north.*"))
-    database = cluster.root / "north" / "metadata.sqlite3"
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        (rows,) = db.execute(
-            "SELECT COUNT(*) FROM transfers WHERE sender = ?", (sender,)
-        ).fetchone()
-    return stored, int(rows)
 
 
 async def _negotiate(
@@ -154,7 +140,7 @@ async def test_chunked_patch_past_the_upload_length_keeps_nothing(limited: Clust
 async def test_creation_with_upload_past_the_length_leaves_nothing(limited: Cluster) -> None:
     sender = unique_user("sender")
     receiver = unique_user("bob")
-    before = _holdings(limited, sender)
+    before = holdings(limited, sender)
     async with session_from(_ip(62), user_token(sender)) as session:
         declared = await _tus_create(session, limited, 10, receiver, b"0123456789!")
         await expect_error(declared, 413, "too_large")
@@ -162,7 +148,7 @@ async def test_creation_with_upload_past_the_length_leaves_nothing(limited: Clus
         chunked = await _tus_create(session, limited, 10, receiver, _past_the_end(b"0123456789"))
         await expect_error(chunked, 413, "too_large")
         assert "Location" not in chunked.headers
-        assert _holdings(limited, sender) == before
+        assert holdings(limited, sender) == before
         whole = await _tus_create(session, limited, 10, receiver, b"0123456789")
         assert whole.status == 201, await whole.text()
         assert whole.headers["Upload-Offset"] == "10"
@@ -183,7 +169,7 @@ async def test_quota_of_bytes_held_refuses_and_creates_nothing(limited: Cluster)
                 upload["upload_url"], data=b"x" * 600, headers=tus_headers(0)
             )
             assert sent.status == 204, await sent.text()
-        before = _holdings(limited, sender)
+        before = holdings(limited, sender)
 
         over = await _negotiate(session, limited, QUOTA_BYTES - 600 + 1, refused_receiver)
         error = await expect_error(over, 429, "quota_exceeded")
@@ -193,13 +179,13 @@ async def test_quota_of_bytes_held_refuses_and_creates_nothing(limited: Cluster)
         await expect_error(creation, 429, "quota_exceeded")
         assert creation.headers["Tus-Resumable"] == TUS_VERSION
         assert "Location" not in creation.headers
-        assert _holdings(limited, sender) == before
+        assert holdings(limited, sender) == before
 
         # A file larger than the whole quota could never fit: too large, not "later".
         whole = await _negotiate(session, limited, QUOTA_BYTES + 1, refused_receiver)
         error = await expect_error(whole, 413, "too_large")
         assert str(QUOTA_BYTES) in error["message"]
-        assert _holdings(limited, sender) == before
+        assert holdings(limited, sender) == before
 
         # Up to the quota exactly is allowed; then not one byte more.
         exact = await _negotiate(session, limited, QUOTA_BYTES - 600, unique_user("bob"))
@@ -219,7 +205,7 @@ async def test_uploads_a_day_refuses_the_next_one(limited: Cluster) -> None:
             answer = await _negotiate(session, limited, 0, unique_user("bob"))
             assert answer.status == 201, await answer.text()
         started = time.time()
-        before = _holdings(limited, sender)
+        before = holdings(limited, sender)
         over = await _negotiate(session, limited, 0, unique_user("bob"))
         error = await expect_error(over, 429, "quota_exceeded")
         assert str(UPLOADS_PER_DAY) in error["message"]
@@ -227,7 +213,7 @@ async def test_uploads_a_day_refuses_the_next_one(limited: Cluster) -> None:
         assert DAY - 120 <= int(over.headers["Retry-After"]) <= DAY
         creation = await _tus_create(session, limited, 0, unique_user("bob"))
         await expect_error(creation, 429, "quota_exceeded")
-        assert _holdings(limited, sender) == before
+        assert holdings(limited, sender) == before
     assert time.time() - started < 60
     async with session_from(_ip(13), user_token(unique_user("other-sender"))) as session:
         assert (await _negotiate(session, limited, 0, unique_user("bob"))).status == 201
@@ -241,7 +227,7 @@ async def test_concurrent_uploads_cannot_share_one_quota_check(limited: Cluster)
         )
     statuses = sorted(answer.status for answer in answers)
     assert statuses == [201, 201, 429, 429, 429, 429], statuses
-    assert _holdings(limited, sender)[1] == 2
+    assert holdings(limited, sender)[1] == 2
 
 
 # -- request rates ----------------------------------------------------------------------

@@ -74,6 +74,20 @@ def metadata_rows(cluster: Cluster, region: str, table: str, row_id: str) -> lis
         db.close()
 
 
+def holdings(cluster: Cluster, sender: str, region: str = "north") -> tuple[frozenset[str], int]:
+    """Every upload area and file a region stores, and how many transfers ``sender`` has there."""
+    blobs = storage_root(cluster, region)
+    stored = frozenset(str(p.relative_to(blobs)) for p in blobs.rglob(f"{region}.*"))
+    database = cluster.root / region / "metadata.sqlite3"
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        query = "SELECT COUNT(*) FROM transfers WHERE sender = ?"
+        (rows,) = db.execute(query, (sender,)).fetchone()
+    finally:
+        db.close()
+    return stored, int(rows)
+
+
 async def wait_until(
     condition: Callable[[], Awaitable[bool]], seconds: float, what: str, step: float = 0.05
 ) -> float:

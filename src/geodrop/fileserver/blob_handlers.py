@@ -7,6 +7,7 @@ in user space (the kernel cannot encrypt).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import BinaryIO, Final
 from urllib.parse import quote
@@ -34,6 +35,12 @@ from geodrop.storage.base import StoredBlob
 MIN_SENDFILE_SLICE: Final = 8 * 1024 * 1024
 MAX_SENDFILE_SLICE: Final = 512 * 1024 * 1024
 SLICE_SECONDS: Final = 0.25
+# A body this small goes out in one non-blocking sendfile on the event loop when the
+# socket has room for it (it nearly always does): a sender thread's hand-offs cost more
+# than the send (a page-cache read of at most 64 KiB). Measured with the small-file flow
+# of bench/smallfiles.py, together with the file closes and the free-space check no
+# longer sent to threads: 206 -> 232 transactions/s, north's CPU 4.5 -> 3.9 ms each.
+INLINE_SEND_BYTES: Final = 64 * 1024
 
 # An uploaded HTML or SVG file must never run script in a browser, nor leak where it came
 # from: on every answer under /blobs, errors included (served_content_headers).
@@ -176,6 +183,12 @@ async def _send(
     tls = transport is not None and transport.get_extra_info("sslcontext") is not None
     sock: Socket | None = transport.get_extra_info("socket") if transport else None
     if local is not None and transport is not None and sock is not None and not tls:
+        if span.length <= INLINE_SEND_BYTES and not transport.get_write_buffer_size():
+            sent = _send_inline(sock, local, span)
+            server.meters.sent(link, sent)
+            if sent == span.length:
+                return
+            span = ranges.ByteRange(span.start + sent, span.stop)
         sender = SliceSender(sock, local)
         try:
             # Full segments only until the end of the body (nginx's tcp_nopush).
@@ -187,6 +200,14 @@ async def _send(
     async for chunk in stored.chunks(span.start, span.stop):
         await response.write(chunk)
         server.meters.sent(link, len(chunk))
+
+
+def _send_inline(sock: Socket, local: BinaryIO, span: ranges.ByteRange) -> int:
+    """As much of a small ``span`` as the socket takes now, by one non-blocking sendfile."""
+    try:
+        return os.sendfile(sock.fileno(), local.fileno(), span.start, span.length)
+    except BlockingIOError:
+        return 0  # no room at all: the slices wait for it
 
 
 async def _send_slices(

@@ -35,13 +35,17 @@ def signed_url(
 
     The URL is on ``on_link`` if given, else on the link best for ``client_carrier``.
     """
-    chosen = on_link or choose_link(server.meters.loads(), client_carrier).name
-    link = server.meters.config(chosen)
+    link = server.meters.config(link_for(server, client_carrier, on_link))
     expires = int(time.time()) + server.config.limits.signed_url_ttl_seconds
     grant = signing.Grant(action, file_id, link.name, user, expires)
     prefix = "tus" if action is signing.Action.UPLOAD else "blobs"
     query = urlencode(signing.query_for(server.url_key, grant))
     return SignedUrl(f"{link.url}/{prefix}/{file_id}?{query}", link.name, link.carrier, expires)
+
+
+def link_for(server: FileServer, client_carrier: str, on_link: str | None) -> str:
+    """``on_link`` if given, else the name of the link best for ``client_carrier`` now."""
+    return on_link or choose_link(server.meters.loads(), client_carrier).name
 
 
 def arrival_link(server: FileServer, request: web.Request) -> str | None:

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from geodrop.errors import (
@@ -155,22 +155,85 @@ async def create_upload(
         now = time.time()
         if quota_checked:
             await check_quota(server.transfers, server.config.limits, sender, request.size, now)
-        transfer = Transfer(
-            id=str(new_file_id(server.region.name)),
-            sender=sender,
-            receivers=request.receivers,
-            filename=request.name,
-            size=request.size,
-            sha256=request.sha256,
-            created_at=now,
-            expires_at=now + server.config.limits.upload_expiry_seconds,
-            content_type=request.content_type,
-            tus_metadata=dict(tus_metadata or {}),
-        )
+        transfer = _new_transfer(server, sender, request, now, tus_metadata)
         await server.store.create_upload(transfer.id)
         await server.transfers.create(transfer)
     logger.info("upload %s created by %s: %d bytes", transfer.id, sender, request.size)
     return transfer
+
+
+async def create_whole(
+    server: FileServer,
+    sender: str,
+    request: UploadRequest,
+    data: bytes,
+    checksum: tuple[str, bytes] | None,
+) -> Transfer:
+    """A whole small file sent with its creation request: checked, stored durably and
+    recorded complete at once, with its inbox entries queued.
+
+    Every refusal comes before anything is stored; a file that does not match its
+    Upload-Checksum or negotiated sha256 leaves no upload behind.
+
+    Raises:
+        ChecksumMismatch: ``data`` does not match ``checksum`` or ``request.sha256``.
+        InsufficientStorage, QuotaExceeded, PayloadTooLarge: as :func:`create_upload`.
+    """
+    if len(data) != request.size:
+        raise BadRequest(f"the body has {len(data)} bytes, Upload-Length says {request.size}")
+    if checksum is not None and not hmac.compare_digest(
+        hashlib.new(checksum[0], data).digest(), checksum[1]
+    ):
+        raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
+    digest = hashlib.sha256(data).hexdigest()
+    if request.sha256 is not None and digest != request.sha256:
+        raise ChecksumMismatch("the file's sha256 does not match the negotiated one")
+    await check_storage(server, request.size)
+    async with server.transfers.sender_lock(sender):
+        now = time.time()
+        await check_quota(server.transfers, server.config.limits, sender, request.size, now)
+        new = _new_transfer(server, sender, request, now, None)
+        transfer = replace(
+            new,
+            sha256=digest,
+            state=TransferState.COMPLETE,
+            completed_at=now,
+            expires_at=now + server.config.limits.retention_seconds,
+        )
+        # The file first: a crash before its record leaves bytes nobody was promised.
+        await server.store.store_whole(transfer.id, data)
+        await server.transfers.create(transfer)
+    server.announce_wakeup.set()
+    logger.info(
+        "upload %s created complete by %s: %d bytes, sha256 %s",
+        transfer.id,
+        sender,
+        request.size,
+        digest,
+    )
+    return transfer
+
+
+def _new_transfer(
+    server: FileServer,
+    sender: str,
+    request: UploadRequest,
+    now: float,
+    tus_metadata: Mapping[str, str] | None,
+) -> Transfer:
+    """A new upload of ``request`` in this region, expecting its bytes."""
+    return Transfer(
+        id=str(new_file_id(server.region.name)),
+        sender=sender,
+        receivers=request.receivers,
+        filename=request.name,
+        size=request.size,
+        sha256=request.sha256,
+        created_at=now,
+        expires_at=now + server.config.limits.upload_expiry_seconds,
+        content_type=request.content_type,
+        tus_metadata=dict(tus_metadata or {}),
+    )
 
 
 async def find_upload(server: FileServer, upload_id: str) -> Transfer:

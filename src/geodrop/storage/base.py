@@ -109,6 +109,19 @@ class BlobStore(ABC):
             InsufficientStorage: storage is full; the upload stays whole, uncommitted.
         """
 
+    async def store_whole(self, file_id: str, data: bytes) -> None:
+        """Store a whole (small) file at once, durable and visible when this returns.
+
+        Here through an upload area, as any upload; a backend may do it in fewer steps.
+
+        Raises:
+            InsufficientStorage: storage is full; nothing is visible.
+        """
+        await self.create_upload(file_id)
+        async with self.open_writer(file_id, 0) as writer:
+            await writer.write(data)
+        await self.commit(file_id)
+
     @abstractmethod
     async def concatenate(self, upload_id: str, partial_ids: Sequence[str]) -> None:
         """Fill the empty upload ``upload_id`` with the whole uploads ``partial_ids``, in order

@@ -161,6 +161,18 @@ async def test_complete(transfer_store: TransferStore) -> None:
     assert await transfer_store.get(ID) == done
 
 
+async def test_a_transfer_created_complete_is_announced_as_one_completed(
+    transfer_store: TransferStore,
+) -> None:
+    """A whole small file is recorded complete in one step (uploads.create_whole)."""
+    whole = transfer(state=TransferState.COMPLETE, completed_at=NOW + 1, expires_at=NOW + 86400)
+    await transfer_store.create(whole)
+    assert await transfer_store.get(ID) == whole
+    unannounced = await transfer_store.unannounced()
+    assert pairs(unannounced) == {(ID, "bob"), (ID, "carol")}
+    assert all(t == whole for t, _ in unannounced)
+
+
 async def test_deliveries_start_unannounced_and_unreceived(
     transfer_store: TransferStore,
 ) -> None:

@@ -159,16 +159,28 @@ async def test_nothing_is_visible_as_a_file_before_commit(store: BlobStore) -> N
         await store.open_file(ID)
 
 
-async def test_commit_makes_the_file_visible_and_removes_the_upload(store: BlobStore) -> None:
-    await committed(store, b"the whole file", ID)
+async def assert_only_the_file_holds(store: BlobStore, data: bytes) -> None:
+    """``ID`` is a file holding ``data``, and no upload area any more."""
     with pytest.raises(NotFound):
         await store.upload_offset(ID)
     blob = await store.open_file(ID)
     try:
-        assert blob.size == 14
-        assert await read_all(blob) == b"the whole file"
+        assert blob.size == len(data)
+        assert await read_all(blob) == data
     finally:
         await blob.close()
+
+
+async def test_commit_makes_the_file_visible_and_removes_the_upload(store: BlobStore) -> None:
+    await committed(store, b"the whole file", ID)
+    await assert_only_the_file_holds(store, b"the whole file")
+
+
+async def test_store_whole_makes_the_file_visible_at_once(store: BlobStore) -> None:
+    await store.store_whole(ID, b"a whole small file")
+    await assert_only_the_file_holds(store, b"a whole small file")
+    await store.create_upload(OTHER)  # the upload area of another id is untouched
+    assert await store.upload_offset(OTHER) == 0
 
 
 async def test_empty_file_commits(store: BlobStore) -> None:

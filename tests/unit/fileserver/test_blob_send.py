@@ -5,19 +5,20 @@ The plain-HTTP sends go through a real connected socket pair (sendfile needs a s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any, cast
+from typing import IO, Any, BinaryIO, cast
 
 import pytest
 from aiohttp import web
 
 from geodrop.config import LinkConfig, ListenAddress
-from geodrop.fileserver import sendfile
+from geodrop.fileserver import blob_handlers, sendfile
 from geodrop.fileserver.blob_handlers import _send
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.links import LinkMeters
@@ -137,14 +138,66 @@ async def send(
     }
 
 
-async def test_plain_http_sends_by_kernel_sendfile_from_a_thread(
+async def send_unread(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    connection: tuple[socket.socket, socket.socket],
+    size: int,
+) -> dict[str, Any]:
+    """:func:`send` of a whole ``size``-byte file to a client that reads nothing."""
+    data = b"x" * size
+    span = ByteRange(0, size)
+    return await send(tmp_path, monkeypatch, connection, data=data, span=span, client_reads=False)
+
+
+async def test_a_small_body_goes_in_one_sendfile_on_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
 ) -> None:
+    def no_thread(*args: object) -> None:
+        raise AssertionError("a small body needs no sender thread")
+
+    monkeypatch.setattr(blob_handlers, "SliceSender", no_thread)
     sent = await send(tmp_path, monkeypatch, connection)
     assert sent["received"] == DATA[100:9000]
     assert sent["loop_sendfile"] == []
     assert sent["written"] == b""
     assert sent["metered"] == 8900
+
+
+async def test_plain_http_sends_by_kernel_sendfile_from_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    data = DATA * 20  # 200 KiB: more than is sent inline
+    span = ByteRange(100, len(data) - 100)
+    assert span.length > blob_handlers.INLINE_SEND_BYTES
+    threads: list[SliceSender] = []
+
+    class CountedSender(SliceSender):
+        def __init__(self, sock: sendfile.Socket, file: BinaryIO) -> None:
+            super().__init__(sock, file)
+            threads.append(self)
+
+    monkeypatch.setattr(blob_handlers, "SliceSender", CountedSender)
+    sent = await send(tmp_path, monkeypatch, connection, data=data, span=span)
+    assert sent["received"] == data[span.start : span.stop]
+    assert len(threads) == 1
+    assert sent["loop_sendfile"] == []
+    assert sent["metered"] == span.length
+
+
+async def test_a_small_body_the_socket_has_no_room_for_goes_on_in_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    """Nobody reads and the socket's buffer is full: the inline send takes nothing, the
+    sender thread nothing after its wait, and asyncio's sendfile (faked here) it all."""
+    server_end, _ = connection
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            server_end.send(b"z" * 65536)
+    size = blob_handlers.INLINE_SEND_BYTES
+    sent = await send_unread(tmp_path, monkeypatch, connection, size)
+    assert sent["loop_sendfile"] == [(0, size)]
+    assert sent["metered"] == size
 
 
 async def test_bytes_still_in_the_transport_go_first_through_asyncio(
@@ -162,14 +215,7 @@ async def test_a_slow_clients_slice_goes_on_through_asyncio(
     """The client takes nothing: the thread sends what the buffers hold, then asyncio's
     sendfile (which costs no thread while it waits) gets the rest of the slice."""
     size = 8 * 1024 * 1024  # one slice
-    sent = await send(
-        tmp_path,
-        monkeypatch,
-        connection,
-        data=b"x" * size,
-        span=ByteRange(0, size),
-        client_reads=False,
-    )
+    sent = await send_unread(tmp_path, monkeypatch, connection, size)
     [(offset, count)] = sent["loop_sendfile"]
     assert 0 < offset < size  # the thread's share: what the socket buffers took
     assert offset + count == size
@@ -315,10 +361,16 @@ async def test_the_body_goes_out_corked_and_the_cork_comes_out_after(
     the end, so the last partial segment leaves at once and the next answer is not held."""
     server_end, client_end = tcp_connection
     recording = RecordingSocket(server_end)
+    data = DATA * 20  # more than goes in one inline send, which needs no cork
+    span = ByteRange(100, len(data))
     sent = await send(
-        tmp_path, monkeypatch, cast(tuple[socket.socket, socket.socket], (recording, client_end))
+        tmp_path,
+        monkeypatch,
+        cast(tuple[socket.socket, socket.socket], (recording, client_end)),
+        data=data,
+        span=span,
     )
-    assert sent["received"] == DATA[100:9000]
+    assert sent["received"] == data[100:]
     assert sent["loop_sendfile"] == []
     cork = (socket.IPPROTO_TCP, socket.TCP_CORK)
     assert [(level, option, value) for level, option, value in recording.options] == [
