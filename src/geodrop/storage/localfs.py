@@ -188,13 +188,14 @@ class LocalBlobStore(BlobStore):
         await asyncio.to_thread(commit)
 
     async def store_whole(self, file_id: str, data: bytes) -> None:
-        source = self.paths.upload(file_id)
+        source = self.paths.staged_file(file_id)
         target = self.paths.file(file_id)
 
         def store() -> None:
-            # One thread hop for what an upload does in four (create, open, close, commit);
-            # the empty area need not be made durable first: nobody knows of it yet.
+            # One thread hop for what an upload does in four (create, open, close, commit),
+            # written beside its final name: one folder to make durable, not two.
             with _full_is_insufficient_storage():
+                target.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
                     try:
@@ -268,12 +269,13 @@ def _copy_whole(source: Path, fd: int) -> None:
 
 
 def _move_durably(source: Path, target: Path) -> None:
-    """Rename a durable upload to its file's place, both folders made durable."""
+    """Rename a durable upload to its file's place, the folders made durable."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # rename is atomic within one file system: the file appears whole or not at all.
     os.replace(source, target)
     _fsync_dir(target.parent)
-    _fsync_dir(source.parent)
+    if source.parent != target.parent:
+        _fsync_dir(source.parent)
 
 
 def _unlink(path: Path) -> None:

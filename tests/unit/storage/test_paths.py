@@ -101,6 +101,26 @@ def test_a_symlink_out_of_the_root_is_refused(paths: StoragePaths, tmp_path: Pat
     assert paths.file("east.abcdef").parent == paths.files / "east" / "ab"
 
 
+def test_a_symlink_deeper_down_is_followed_only_inside_the_root(
+    paths: StoragePaths, tmp_path: Path
+) -> None:
+    fan_out = paths.file(FILE_ID).parent
+    fan_out.parent.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fan_out.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        paths.file(FILE_ID)
+    fan_out.unlink()
+    inside = paths.root / "elsewhere"
+    inside.mkdir()
+    fan_out.symlink_to(inside, target_is_directory=True)
+    assert paths.file(FILE_ID) == fan_out / FILE_ID
+    (inside / FILE_ID).symlink_to(outside / "secret")
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        paths.file(FILE_ID)
+
+
 def test_a_symlinked_root_is_fine(tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
