@@ -25,7 +25,7 @@ from geodrop.metadata.base import Transfer
 from geodrop.protocol import ranges, signing
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.tus import http_date
-from geodrop.storage.base import StoredBlob
+from geodrop.storage.base import SMALL_FILE_BYTES, StoredBlob
 
 # Sent in slices so the link's byte-rate meter moves during a long download. Each
 # slice is sized to last about SLICE_SECONDS at the rate the previous one went (within
@@ -40,7 +40,7 @@ SLICE_SECONDS: Final = 0.25
 # than the send (a page-cache read of at most 64 KiB). Measured with the small-file flow
 # of bench/smallfiles.py, together with the file closes and the free-space check no
 # longer sent to threads: 206 -> 232 transactions/s, north's CPU 4.5 -> 3.9 ms each.
-INLINE_SEND_BYTES: Final = 64 * 1024
+INLINE_SEND_BYTES: Final = SMALL_FILE_BYTES
 
 # An uploaded HTML or SVG file must never run script in a browser, nor leak where it came
 # from: on every answer under /blobs, errors included (served_content_headers).
@@ -95,7 +95,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
     transfer = await downloads.visible_transfer(server, file_id, grant.user)
     etag = f'"{transfer.sha256}"'
     last_modified = http_date(transfer.completed_at or transfer.created_at)
-    stored = await server.store.open_file(file_id)
+    stored = await server.store.open_file(file_id, small=transfer.size <= SMALL_FILE_BYTES)
     try:
         decision = ranges.decide(
             method=request.method,

@@ -606,7 +606,11 @@ class SqliteTransferStore(TransferStore):
             row = c.execute(_USAGE_SQL, {"sender": sender, "since": since}).fetchone()
             return usage_from_row(row)
 
-        return await self._db.run(select)
+        # On the loop: one running total and two index ranges no longer than the
+        # sender's uploads of one window (limits.user_uploads_per_day). The callers
+        # hold the sender's lock across the check and the create, whose commit the
+        # loop's connection sees before the lock is let go.
+        return await self._db.read(select)
 
     async def bytes_stored(self) -> int:
         def select(c: sqlite3.Connection) -> int:

@@ -234,7 +234,7 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             raise NotFound("no such upload") from None
 
-    async def open_file(self, file_id: str) -> StoredBlob:
+    async def open_file(self, file_id: str, *, small: bool = False) -> StoredBlob:
         path = self.paths.file(file_id)
 
         def open_blob() -> _LocalBlob:
@@ -242,7 +242,9 @@ class LocalBlobStore(BlobStore):
             return _LocalBlob(file, os.fstat(file.fileno()).st_size)
 
         try:
-            return await asyncio.to_thread(open_blob)
+            # As nginx does: the open of a file about to be sent from the page cache on
+            # the loop (blob_handlers) is not worth a thread hop (SMALL_FILE_BYTES).
+            return open_blob() if small else await asyncio.to_thread(open_blob)
         except FileNotFoundError:
             raise NotFound("no such file") from None
 
