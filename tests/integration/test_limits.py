@@ -221,13 +221,34 @@ async def test_uploads_a_day_refuses_the_next_one(limited: Cluster) -> None:
 
 async def test_concurrent_uploads_cannot_share_one_quota_check(limited: Cluster) -> None:
     sender = unique_user("racer")
+    before = holdings(limited, sender)[0]
     async with session_from(_ip(14), user_token(sender)) as session:
         answers = await asyncio.gather(
             *(_negotiate(session, limited, 400, unique_user("bob")) for _ in range(6))
         )
     statuses = sorted(answer.status for answer in answers)
     assert statuses == [201, 201, 429, 429, 429, 429], statuses
-    assert holdings(limited, sender)[1] == 2
+    stored, transfers = holdings(limited, sender)
+    assert transfers == 2
+    # A refused one that made its upload area before losing the check under the lock
+    # removed it again: the two upload areas are the accepted ones'.
+    assert len(stored - before) == 2
+
+
+async def test_concurrent_whole_small_files_cannot_share_one_quota_check(
+    limited: Cluster,
+) -> None:
+    sender = unique_user("racer")
+    before = holdings(limited, sender)[0]
+    async with session_from(_ip(15), user_token(sender)) as session:
+        answers = await asyncio.gather(
+            *(_tus_create(session, limited, 400, unique_user("bob"), b"w" * 400) for _ in range(6))
+        )
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [201, 201, 429, 429, 429, 429], statuses
+    stored, transfers = holdings(limited, sender)
+    assert transfers == 2
+    assert len(stored - before) == 2  # the two files; nothing of the refused ones
 
 
 # -- request rates ----------------------------------------------------------------------

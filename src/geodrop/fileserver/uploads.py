@@ -136,7 +136,9 @@ async def create_upload(
 ) -> Transfer:
     """Record a new upload and make its storage area.
 
-    Every refusal comes before anything is created: no storage area, no metadata.
+    A refusal leaves nothing: the quota is checked before the area is made, and again
+    under the sender's lock with the record (a check lost to the sender's concurrent
+    uploads removes the area again).
 
     Args:
         tus_metadata: kept with the transfer (tus concatenation records its role there).
@@ -149,16 +151,67 @@ async def create_upload(
         PayloadTooLarge: the file alone is larger than the per-user quota (413).
     """
     await check_storage(server, request.size)
-    # The quota is this region's metadata's count of the sender's uploads (see quota.py);
-    # the lock keeps a burst of concurrent negotiations from all passing the same check.
+    if quota_checked:
+        await check_quota(server.transfers, server.config.limits, sender, request.size, time.time())
+    upload_id = str(new_file_id(server.region.name))
+    await server.store.create_upload(upload_id)
+    try:
+        transfer = await _record(server, sender, request, upload_id, quota_checked, tus_metadata)
+    except Exception:
+        # Refused, or the record failed: nothing names the area. (Not on cancellation:
+        # the record's commit may still land, and its upload needs the area.)
+        await server.store.delete_upload(upload_id)
+        raise
+    logger.info("upload %s created by %s: %d bytes", transfer.id, sender, request.size)
+    return transfer
+
+
+async def _record(
+    server: FileServer,
+    sender: str,
+    request: UploadRequest,
+    transfer_id: str,
+    quota_checked: bool,
+    tus_metadata: Mapping[str, str] | None,
+    *,
+    whole_sha256: str | None = None,
+) -> Transfer:
+    """Record a new transfer whose storage is made, once the sender's quota allows it.
+
+    The quota is this region's metadata's count of the sender's uploads (see quota.py).
+    The sender's lock keeps a burst of concurrent negotiations from all passing the same
+    check; it covers the check and the record only, so storage work (fsyncs) of one
+    sender's uploads overlaps. Callers check the quota once before that work too, so a
+    refused request mostly costs none.
+
+    Args:
+        whole_sha256: the file is whole and has this sha256: recorded complete.
+    """
     async with server.transfers.sender_lock(sender):
         now = time.time()
         if quota_checked:
             await check_quota(server.transfers, server.config.limits, sender, request.size, now)
-        transfer = _new_transfer(server, sender, request, now, tus_metadata)
-        await server.store.create_upload(transfer.id)
+        transfer = Transfer(
+            id=transfer_id,
+            sender=sender,
+            receivers=request.receivers,
+            filename=request.name,
+            size=request.size,
+            sha256=request.sha256,
+            created_at=now,
+            expires_at=now + server.config.limits.upload_expiry_seconds,
+            content_type=request.content_type,
+            tus_metadata=dict(tus_metadata or {}),
+        )
+        if whole_sha256 is not None:
+            transfer = replace(
+                transfer,
+                sha256=whole_sha256,
+                state=TransferState.COMPLETE,
+                completed_at=now,
+                expires_at=now + server.config.limits.retention_seconds,
+            )
         await server.transfers.create(transfer)
-    logger.info("upload %s created by %s: %d bytes", transfer.id, sender, request.size)
     return transfer
 
 
@@ -172,8 +225,9 @@ async def create_whole(
     """A whole small file sent with its creation request: checked, stored durably and
     recorded complete at once, with its inbox entries queued.
 
-    Every refusal comes before anything is stored; a file that does not match its
-    Upload-Checksum or negotiated sha256 leaves no upload behind.
+    A refusal leaves nothing: a file that does not match its Upload-Checksum or
+    negotiated sha256 is refused before anything is stored, one over the quota before or
+    (lost to the sender's concurrent uploads) right after its file is written.
 
     Raises:
         ChecksumMismatch: ``data`` does not match ``checksum`` or ``request.sha256``.
@@ -189,20 +243,15 @@ async def create_whole(
     if request.sha256 is not None and digest != request.sha256:
         raise ChecksumMismatch("the file's sha256 does not match the negotiated one")
     await check_storage(server, request.size)
-    async with server.transfers.sender_lock(sender):
-        now = time.time()
-        await check_quota(server.transfers, server.config.limits, sender, request.size, now)
-        new = _new_transfer(server, sender, request, now, None)
-        transfer = replace(
-            new,
-            sha256=digest,
-            state=TransferState.COMPLETE,
-            completed_at=now,
-            expires_at=now + server.config.limits.retention_seconds,
-        )
-        # The file first: a crash before its record leaves bytes nobody was promised.
-        await server.store.store_whole(transfer.id, data)
-        await server.transfers.create(transfer)
+    await check_quota(server.transfers, server.config.limits, sender, request.size, time.time())
+    file_id = str(new_file_id(server.region.name))
+    # The file first: a crash before its record leaves bytes nobody was promised.
+    await server.store.store_whole(file_id, data)
+    try:
+        transfer = await _record(server, sender, request, file_id, True, None, whole_sha256=digest)
+    except Exception:
+        await server.store.delete_file(file_id)  # as for create_upload's area
+        raise
     server.announce_wakeup.set()
     logger.info(
         "upload %s created complete by %s: %d bytes, sha256 %s",
@@ -212,28 +261,6 @@ async def create_whole(
         digest,
     )
     return transfer
-
-
-def _new_transfer(
-    server: FileServer,
-    sender: str,
-    request: UploadRequest,
-    now: float,
-    tus_metadata: Mapping[str, str] | None,
-) -> Transfer:
-    """A new upload of ``request`` in this region, expecting its bytes."""
-    return Transfer(
-        id=str(new_file_id(server.region.name)),
-        sender=sender,
-        receivers=request.receivers,
-        filename=request.name,
-        size=request.size,
-        sha256=request.sha256,
-        created_at=now,
-        expires_at=now + server.config.limits.upload_expiry_seconds,
-        content_type=request.content_type,
-        tus_metadata=dict(tus_metadata or {}),
-    )
 
 
 async def find_upload(server: FileServer, upload_id: str) -> Transfer:
