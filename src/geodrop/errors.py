@@ -1,8 +1,9 @@
 """The one exception tree of geodrop.
 
-Every failure a request can meet is one of these classes; a single middleware
-(:mod:`geodrop.httperrors`) turns them into ``{"error": {"code", "message"}}``
-JSON bodies with the status below (DESIGN.md §7)::
+Every failure a request can meet is one of these classes; the front door
+(:mod:`geodrop.web.frontdoor`, through :mod:`geodrop.web.error_responses`) turns them
+into ``{"error": {"code", "message"}}`` JSON bodies with the status below
+(DESIGN.md §7)::
 
     GeodropError                      500 internal
     ├── ConfigError                   (start-up only: the process exits non-zero)

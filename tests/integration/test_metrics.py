@@ -14,7 +14,7 @@ from typing import Final
 
 import pytest
 
-from geodrop.web.ratelimit_middleware import burst_for
+from geodrop.web.request_limits import burst_for
 from support.cluster import client_address, user_token
 from support.http import session_from
 from support.observability import (

@@ -17,12 +17,12 @@ from geodrop.directory.metrics import DIRECTORY_METRICS, DirectoryMetrics
 from geodrop.geo.locator import Locator
 from geodrop.metadata.backends import open_inbox_store
 from geodrop.web import cors
-from geodrop.web.accesslog import access_log_middleware, send_request_id
+from geodrop.web.accesslog import AccessLog
 from geodrop.web.auth import authenticated_user
+from geodrop.web.frontdoor import FrontDoor
 from geodrop.web.metrics import METRICS_PATH, metrics_handler
-from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
-from geodrop.web.ratelimit_middleware import ratelimit_middleware
+from geodrop.web.request_limits import RequestRateLimit
 from geodrop.web.serve import serve
 
 
@@ -39,27 +39,17 @@ def build_directory(config: ClusterConfig) -> Directory:
 
 def build_app(directory: Directory) -> web.Application:
     config = directory.config
-    # The rate limit sits inside the errors middleware, which turns its 429 into JSON.
-    limit_rate = ratelimit_middleware(
-        config.limits,
-        config.geo.trusted_proxies,
-        partial(authenticated_user, keys=config.keys),
-    )
-    # Outermost, so the access log sees every answer as sent, errors included.
-    access_log = access_log_middleware(config.logging, config.geo.trusted_proxies)
-    # Pages of other allowed origins may call the directory too (CORS).
-    cors_policy = cors.policy_for(config.allowed_origins)
-    app = web.Application(
-        middlewares=[
-            access_log,
-            cors.preflight_middleware(cors_policy),
-            errors_middleware,
-            limit_rate,
-        ],
-        client_max_size=64 * 1024,
-    )
-    app.on_response_prepare.append(send_request_id)
-    cors.install(app, cors_policy)
+    app = web.Application(client_max_size=64 * 1024)
+    FrontDoor(
+        AccessLog(config.logging, config.geo.trusted_proxies),
+        # Pages of other allowed origins may call the directory too (CORS).
+        cors.policy_for(config.allowed_origins),
+        RequestRateLimit(
+            config.limits,
+            config.geo.trusted_proxies,
+            partial(authenticated_user, keys=config.keys),
+        ),
+    ).install(app)
     app[DIRECTORY] = directory
     metrics = app[DIRECTORY_METRICS] = DirectoryMetrics(directory)
     app.router.add_get("/v1/locate", handlers.locate)

@@ -11,11 +11,10 @@ from aiohttp import web
 from geodrop.directory.context import DIRECTORY, Directory
 from geodrop.directory.metrics import DIRECTORY_METRICS
 from geodrop.errors import BadRequest, Forbidden, Unavailable
-from geodrop.geo.clientip import address_text
 from geodrop.geo.locator import Match
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.regionchoice import choose_region
-from geodrop.web.auth import authenticated_peer, request_client_ip
+from geodrop.web.auth import authenticated_peer, request_client_ip, request_client_text
 from geodrop.web.jsonbody import parse_json_object
 from geodrop.web.metrics import timed
 
@@ -64,6 +63,7 @@ def _located(directory: Directory, request: web.Request) -> Located:
 def _locate(directory: Directory, request: web.Request) -> Located:
     config = directory.config
     ip = request_client_ip(request, config.geo.trusted_proxies)
+    ip_text = request_client_text(request, config.geo.trusted_proxies)
     location = directory.locator.locate(ip)
     choice = choose_region(location.region, directory.fallbacks, directory.health.is_alive)
     if choice is None:
@@ -72,7 +72,7 @@ def _locate(directory: Directory, request: web.Request) -> Located:
             retry_after=max(1, int(config.heartbeat_interval_seconds)),
         )
     return Located(
-        client_ip=address_text(ip),
+        client_ip=ip_text,
         region=choice.region,
         carrier=location.carrier,
         match=Match.FALLBACK if choice.fell_back else location.match,

@@ -18,15 +18,16 @@ from geodrop.fileserver.metrics import FILE_SERVER_METRICS, FileServerMetrics
 from geodrop.fileserver.transferurls import arrival_link
 from geodrop.geo.locator import Locator
 from geodrop.metadata.backends import open_transfer_store
+from geodrop.protocol import tus
 from geodrop.storage.backends import open_blob_store
 from geodrop.web import cors
-from geodrop.web.accesslog import access_log_middleware, send_request_id
+from geodrop.web.accesslog import AccessLog
 from geodrop.web.auth import authenticated_user
+from geodrop.web.frontdoor import FrontDoor
 from geodrop.web.metrics import METRICS_PATH, metrics_handler
-from geodrop.web.middleware import errors_middleware
 from geodrop.web.openapi import spec_handler
 from geodrop.web.peerclient import PeerClient
-from geodrop.web.ratelimit_middleware import ratelimit_middleware
+from geodrop.web.request_limits import RequestRateLimit
 from geodrop.web.serve import serve
 
 logger = logging.getLogger(__name__)
@@ -60,33 +61,22 @@ def build_file_server(config: ClusterConfig, region_name: str) -> FileServer:
 def build_app(server: FileServer) -> web.Application:
     """The aiohttp application serving the access unit and the links."""
     config = server.config
-    # The rate limit sits inside the errors middleware, which turns its 429 into JSON
-    # (and inside the tus header middleware, so a throttled tus request still says its version).
-    limit_rate = ratelimit_middleware(
-        config.limits,
-        config.geo.trusted_proxies,
-        partial(authenticated_user, keys=config.keys),
-    )
-    # The web client (another origin) negotiates, uploads by tus and downloads here.
-    cors_policy = cors.policy_for(config.allowed_origins)
-    app = web.Application(
-        middlewares=[
-            # Outermost, so the access log sees every answer as sent, errors included.
-            access_log_middleware(
-                config.logging, config.geo.trusted_proxies, partial(arrival_link, server)
-            ),
-            # Before tus: a CORS preflight to /tus gets the CORS answer, not tus discovery.
-            cors.preflight_middleware(cors_policy),
-            tus_handlers.tus_resumable_header,
-            # Outside the errors middleware, so refusals under /blobs carry them too.
-            blob_handlers.served_content_headers,
-            errors_middleware,
-            limit_rate,
+    app = web.Application(client_max_size=64 * 1024)
+    FrontDoor(
+        AccessLog(config.logging, config.geo.trusted_proxies, partial(arrival_link, server)),
+        # The web client (another origin) negotiates, uploads by tus and downloads here.
+        cors.policy_for(config.allowed_origins),
+        RequestRateLimit(
+            config.limits,
+            config.geo.trusted_proxies,
+            partial(authenticated_user, keys=config.keys),
+        ),
+        path_headers=[
+            # Every answer on a tus path, errors included, says which tus version it speaks.
+            (tus_handlers.TUS_PATH_PREFIX, {"Tus-Resumable": tus.TUS_VERSION}),
+            (blob_handlers.BLOB_PATH_PREFIX, blob_handlers.SERVED_CONTENT_HEADERS),
         ],
-        client_max_size=64 * 1024,
-    )
-    app.on_response_prepare.append(send_request_id)
-    cors.install(app, cors_policy)
+    ).install(app)
     app[FILE_SERVER] = server
     metrics = app[FILE_SERVER_METRICS] = FileServerMetrics(server)
     app.router.add_post("/v1/uploads", access_handlers.negotiate_upload)

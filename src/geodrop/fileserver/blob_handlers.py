@@ -13,7 +13,6 @@ from typing import BinaryIO, Final
 from urllib.parse import quote
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from geodrop.errors import PreconditionFailed, RangeNotSatisfiable
 from geodrop.fileserver import downloads, retention
@@ -43,7 +42,7 @@ SLICE_SECONDS: Final = 0.25
 INLINE_SEND_BYTES: Final = SMALL_FILE_BYTES
 
 # An uploaded HTML or SVG file must never run script in a browser, nor leak where it came
-# from: on every answer under /blobs, errors included (served_content_headers).
+# from: on every answer under /blobs, errors included (the front door adds them).
 SERVED_CONTENT_HEADERS: Final = {
     "Content-Security-Policy": "sandbox; default-src 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -59,16 +58,6 @@ SERVED_CONTENT_TYPE: Final = "application/octet-stream"
 BLOB_PATH_PREFIX: Final = "/blobs"
 # The longest a SigV4 presigned URL may live (S3's limit).
 MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
-
-
-@web.middleware
-async def served_content_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer under /blobs carries :data:`SERVED_CONTENT_HEADERS`, refusals included."""
-    response = await handler(request)
-    if request.path.startswith(BLOB_PATH_PREFIX) and not response.prepared:
-        for name, value in SERVED_CONTENT_HEADERS.items():
-            response.headers.setdefault(name, value)
-    return response
 
 
 def content_disposition(filename: str) -> str:

@@ -11,7 +11,6 @@ from functools import partial
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from geodrop.errors import BadRequest, PayloadTooLarge
 from geodrop.fileserver import concatenation, uploads
@@ -27,15 +26,9 @@ from geodrop.web.auth import authenticated_user, request_client_ip
 # a third of the storage and metadata round trips of an upload made resumable first.
 # Too small to be worth resuming: a client whose request fails sends it again.
 WHOLE_BODY_BYTES: Final = 64 * 1024
-
-
-@web.middleware
-async def tus_resumable_header(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer on a tus path, errors included, says which tus version it speaks."""
-    response = await handler(request)
-    if request.path.startswith("/tus") and not response.prepared:
-        response.headers["Tus-Resumable"] = tus.TUS_VERSION
-    return response
+# Every answer under it, errors included, says which tus version it speaks (the front
+# door adds Tus-Resumable).
+TUS_PATH_PREFIX: Final = "/tus"
 
 
 def _authorized_upload(server: FileServer, request: web.Request) -> tuple[str, str]:

@@ -61,7 +61,7 @@ def client_ip(
     if peer is None:
         raise BadRequest("the connection has no peer address")
     peer_ip = _peer_address(peer)
-    if not _is_trusted(peer_ip, trusted_proxies):
+    if not trusted_proxies or not _is_trusted(peer_ip, trusted_proxies):
         return peer_ip
     entries = _forwarded_entries(forwarded_for)
     if not entries:
@@ -81,6 +81,18 @@ def _peer_address(peer: str) -> IPAddress:
         return _normalise(ip_address(peer))
     except ValueError:
         raise BadRequest(f"the peer address is not an IP address: {peer!r}") from None
+
+
+@lru_cache(maxsize=65536)
+def peer_address(peer: str) -> tuple[IPAddress, str]:
+    """A socket peer's address and its text, remembered by the peer's own text (cheaper
+    to find again than by the address: ``IPv4Address`` hashes in Python).
+
+    Raises:
+        BadRequest: ``peer`` is not an IP address.
+    """
+    ip = _peer_address(peer)
+    return ip, str(ip)
 
 
 @lru_cache(maxsize=65536)

@@ -18,6 +18,7 @@ the arithmetic is testable without sleeping.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
@@ -58,6 +59,10 @@ class RateLimiter:
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         # How long an untouched bucket takes to refill from empty: after that it is idle.
         self._idle_after = burst / self.rate_per_second
+        # Idle buckets are looked for at most this often (a full bucket left a little
+        # longer is the same as none; looking on every request cost a tenth of a check).
+        self._sweep_every = min(1.0, self._idle_after)
+        self._next_sweep = -math.inf
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -69,7 +74,9 @@ class RateLimiter:
             0.0 when the request is allowed (a token was taken), else the seconds
             until one will be available (nothing was taken).
         """
-        self._evict_idle(now)
+        if now >= self._next_sweep:
+            self._evict_idle(now)
+            self._next_sweep = now + self._sweep_every
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = _Bucket(float(self.burst), now)

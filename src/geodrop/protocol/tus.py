@@ -4,7 +4,7 @@ Covers the core protocol and the creation, creation-with-upload, checksum,
 termination, expiration and concatenation extensions of https://tus.io/protocols/resumable-upload
 (section names below refer to that document). Every function is pure and
 raises from :mod:`geodrop.errors`, so a handler passes header values in and
-lets the error middleware answer.
+lets the front door answer with the error.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Request ids and the access log: one line per request, on every server.
 
-The outermost middleware gives each request its id (a sane ``X-Request-Id`` from the
-client or a proxy is kept, anything else replaced), keeps it in the
-:data:`~geodrop.web.middleware.request_id` context variable for every log line the
+The front door (:mod:`geodrop.web.frontdoor`) gives each request its id
+(:func:`request_id_for`: a sane ``X-Request-Id`` from the client or a proxy is kept,
+anything else replaced), keeps it in the
+:data:`~geodrop.web.error_responses.request_id` context variable for every log line the
 request writes, sends it back as ``X-Request-Id`` (error bodies carry it too), and
-writes the request's access-log line when it is over.
+writes the request's access-log line (:class:`AccessLog`) when it is over.
 
 The line never carries a query string: signed transfer URLs and ``access_token``
 carry their secrets there.
@@ -12,7 +13,6 @@ carry their secrets there.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import re
@@ -22,13 +22,10 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from geodrop.config import LoggingConfig, Network
 from geodrop.errors import GeodropError
-from geodrop.geo.clientip import address_text
-from geodrop.web.auth import request_client_ip, verified_user
-from geodrop.web.middleware import REQUEST_ID_HEADER, request_id
+from geodrop.web.auth import request_client_text, verified_user
 
 LOGGER_NAME: Final = "geodrop.access"
 access_logger = logging.getLogger(LOGGER_NAME)
@@ -76,14 +73,7 @@ def request_id_for(header: str | None) -> str:
     return f"{_ID_PREFIX}{next(_id_numbers) & 0xFFFFFFFF:08x}"
 
 
-async def send_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` signal: every answer, streamed ones too, names its request."""
-    rid = request.get(REQUEST_ID)
-    if rid is not None:
-        response.headers[REQUEST_ID_HEADER] = rid
-
-
-def _response_bytes(request: web.Request, response: web.StreamResponse) -> int:
+def response_bytes(request: web.Request, response: web.StreamResponse) -> int:
     """Body bytes of an answer: its Content-Length, else what aiohttp's writer counted."""
     if request.method == "HEAD" or response.status in _BODILESS_STATUSES:
         return 0
@@ -92,74 +82,73 @@ def _response_bytes(request: web.Request, response: web.StreamResponse) -> int:
     return response.body_length
 
 
-def access_log_middleware(
-    config: LoggingConfig,
-    trusted_proxies: tuple[Network, ...],
-    link_of: Callable[[web.Request], str | None] | None = None,
-) -> Middleware:
-    """The outermost middleware of a server: request ids, and the access log if enabled.
+class AccessLog:
+    """Writes each request's access-log line, if the log is enabled.
 
     Args:
-        config: the cluster's ``[logging]`` table (``access_log = false``: ids only).
+        config: the cluster's ``[logging]`` table (``access_log = false``: no lines).
         trusted_proxies: whose ``X-Forwarded-For`` names the client (as for the rate limit).
         link_of: the link a request arrived on (file servers); None for the directory.
     """
 
-    def client_of(request: web.Request) -> str:
-        try:
-            return address_text(request_client_ip(request, trusted_proxies))
-        except GeodropError:
-            return request.remote or "-"
+    __slots__ = ("_link_of", "_trusted_proxies", "enabled")
 
-    def write_line(
-        rid: str, request: web.Request, link: str | None, status: int, nbytes: int, started: float
+    def __init__(
+        self,
+        config: LoggingConfig,
+        trusted_proxies: tuple[Network, ...],
+        link_of: Callable[[web.Request], str | None] | None = None,
     ) -> None:
+        self.enabled = config.access_log
+        self._trusted_proxies = trusted_proxies
+        self._link_of = link_of
+
+    def link(self, request: web.Request) -> str | None:
+        """The link a request arrived on, for its line: taken when the request starts,
+        since once the answer is sent the connection (and its address) may be gone."""
+        if self._link_of is None or not self.enabled:
+            return None
+        return self._link_of(request)
+
+    def write(
+        self,
+        rid: str,
+        request: web.Request,
+        link: str | None,
+        status: int,
+        nbytes: int,
+        started: float,
+    ) -> None:
+        """The line of a request answered with ``status`` and ``nbytes`` of body."""
         # The path as sent, percent-encoded: a decoded %0A could forge a line of text log.
         path = request.rel_url.raw_path
+        method = request.method
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        client = self._client_of(request)
+        user = verified_user(request)
         fields: dict[str, Any] = {
-            "method": request.method,
+            "method": method,
             "path": path,
             "status": status,
             "bytes": nbytes,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "client_ip": client_of(request),
-            "user": verified_user(request),
+            "duration_ms": duration_ms,
+            "client_ip": client,
+            "user": user,
         }
-        if link_of is not None:
+        if self._link_of is None:
+            link_text = ""
+        else:
             fields["link"] = link
-        link_text = f" link={link or '-'}" if link_of is not None else ""
+            link_text = f" link={link or '-'}"
         _sink(
             rid,
-            f'{fields["client_ip"]} "{request.method} {path}" {status} {nbytes} '
-            f"{fields['duration_ms']:.1f}ms{link_text} user={fields['user'] or '-'}",
+            f'{client} "{method} {path}" {status} {nbytes} '
+            f"{duration_ms:.1f}ms{link_text} user={user or '-'}",
             fields,
         )
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        rid = request_id_for(request.headers.get(REQUEST_ID_HEADER))
-        request[REQUEST_ID] = rid
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        # Now: once the answer is sent, the connection (and its address) may be gone.
-        link = link_of(request) if link_of is not None and config.access_log else None
-        status, nbytes = 500, 0
+    def _client_of(self, request: web.Request) -> str:
         try:
-            response = await handler(request)
-            status, nbytes = response.status, _response_bytes(request, response)
-            return response
-        except web.HTTPException as exc:
-            # Redirects travel as exceptions through the inner middlewares.
-            status = exc.status
-            nbytes = len(exc.body) if isinstance(exc.body, bytes) else 0
-            raise
-        except BaseException as exc:
-            closed = isinstance(exc, ConnectionError | asyncio.CancelledError)
-            status = CLIENT_CLOSED if closed else 500
-            raise
-        finally:
-            if config.access_log:
-                write_line(rid, request, link, status, nbytes, started)
-            request_id.reset(token)
-
-    return middleware
+            return request_client_text(request, self._trusted_proxies)
+        except GeodropError:
+            return request.remote or "-"

@@ -9,19 +9,19 @@ from typing import Final
 from aiohttp import web
 
 from geodrop.config import KeysConfig
-from geodrop.geo.clientip import client_ip
+from geodrop.geo.clientip import address_text, client_ip, peer_address
 from geodrop.protocol import peerauth, usertokens
 
-# The rate-limit middleware and the handler both ask who a request's user is: the token
+# The rate limit and the handler both ask who a request's user is: the token
 # is verified once per request (an HS256 JWT check was 8-9% of an authenticated
 # request's event-loop time, paid twice). Only a success is kept.
 _VERIFIED_USER: Final = web.RequestKey("geodrop_verified_user", tuple[KeysConfig, str])
 
-# Likewise the client's address: the rate limit and the handler both need it (parsing it
-# twice was 4% of a locate request's time; bench/control.py).
-_CLIENT_IP: Final = web.RequestKey(
-    "geodrop_client_ip",
-    tuple[tuple[IPv4Network | IPv6Network, ...], IPv4Address | IPv6Address],
+# Likewise the client's address and its text: the rate limit, the handler and the access
+# log all need them (parsing the address twice was 4% of a locate request's time).
+_CLIENT: Final = web.RequestKey(
+    "geodrop_client",
+    tuple[tuple[IPv4Network | IPv6Network, ...], IPv4Address | IPv6Address, str],
 )
 
 
@@ -80,13 +80,37 @@ def request_client_ip(
     """The client's address: the socket peer, or what a trusted proxy says it forwarded.
 
     Raises:
-        BadRequest: a trusted proxy sent an unparseable X-Forwarded-For.
+        BadRequest: no peer address, or a trusted proxy sent an unparseable X-Forwarded-For.
     """
-    known: tuple[tuple[IPv4Network | IPv6Network, ...], IPv4Address | IPv6Address] | None = (
-        request.get(_CLIENT_IP)
+    return _client(request, trusted_proxies)[1]
+
+
+def request_client_text(
+    request: web.Request, trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
+) -> str:
+    """:func:`request_client_ip` as text (``str`` of the address).
+
+    Raises:
+        BadRequest: as :func:`request_client_ip`.
+    """
+    return _client(request, trusted_proxies)[2]
+
+
+def _client(
+    request: web.Request, trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
+) -> tuple[tuple[IPv4Network | IPv6Network, ...], IPv4Address | IPv6Address, str]:
+    known: tuple[tuple[IPv4Network | IPv6Network, ...], IPv4Address | IPv6Address, str] | None = (
+        request.get(_CLIENT)
     )
     if known is not None and known[0] is trusted_proxies:
-        return known[1]
-    ip = client_ip(request.remote, request.headers.getall("X-Forwarded-For", []), trusted_proxies)
-    request[_CLIENT_IP] = (trusted_proxies, ip)
-    return ip
+        return known
+    if trusted_proxies or request.remote is None:
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        ip = client_ip(request.remote, forwarded, trusted_proxies)
+        text = address_text(ip)
+    else:
+        # Without trusted proxies no header counts: the socket peer is the client.
+        ip, text = peer_address(request.remote)
+    known = (trusted_proxies, ip, text)
+    request[_CLIENT] = known
+    return known

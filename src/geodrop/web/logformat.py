@@ -17,7 +17,7 @@ from typing import Any, Final, TextIO
 
 from geodrop.config import LoggingConfig
 from geodrop.web import accesslog
-from geodrop.web.middleware import request_id
+from geodrop.web.error_responses import request_id
 
 TEXT_FORMAT: Final = "%(asctime)s {role} %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 

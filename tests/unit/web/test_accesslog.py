@@ -11,28 +11,33 @@ import re
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from geodrop.config import LoggingConfig
 from geodrop.errors import NotFound
-from geodrop.web.accesslog import CLIENT_CLOSED, access_log_middleware, request_id_for
+from geodrop.web.accesslog import CLIENT_CLOSED, AccessLog, request_id_for
+from geodrop.web.cors import policy_for
+from geodrop.web.error_responses import request_id
+from geodrop.web.frontdoor import FrontDoor
 from geodrop.web.logformat import TEXT_FORMAT, AccessLines, JsonLineFormatter, RequestIdFilter
-from geodrop.web.middleware import errors_middleware, request_id
 
 SIGNED = "/tus/north.abc?u=alice&exp=1700000000&sig=SECRET-SIGNATURE"
 
 
+def _front_door(config: LoggingConfig, link: str | None = None) -> Middleware:
+    """The servers' front door (no rate limits), with the given access log."""
+    access_log = AccessLog(config, (), (lambda request: link) if link else None)
+    return FrontDoor(access_log, policy_for([]), None).middleware()
+
+
 def _chain(config: LoggingConfig, handler: Handler, link: str | None = None) -> Handler:
-    """The access log outside the errors middleware, as both servers stack them."""
-    log = access_log_middleware(config, (), (lambda request: link) if link else None)
+    """``handler`` behind the front door."""
+    front_door = _front_door(config, link)
 
-    async def inner(request: web.Request) -> web.StreamResponse:
-        return await errors_middleware(request, handler)
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return await front_door(request, handler)
 
-    async def outer(request: web.Request) -> web.StreamResponse:
-        return await log(request, inner)
-
-    return outer
+    return answer
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
@@ -115,13 +120,22 @@ async def test_redirects_and_lost_clients_are_logged_with_their_status(
     async def lost(request: web.Request) -> web.StreamResponse:
         raise ConnectionResetError("gone")
 
-    log = access_log_middleware(LoggingConfig(), ())
+    async def cancelled(request: web.Request) -> web.StreamResponse:
+        raise asyncio.CancelledError
+
+    log = _front_door(LoggingConfig())
     with pytest.raises(web.HTTPFound):
         await log(make_mocked_request("GET", "/v1/files/x?access_token=SECRET"), redirect)
-    with pytest.raises(ConnectionResetError):
-        await log(make_mocked_request("GET", "/blobs/x"), lost)
+    # A connection lost while the handler reads or writes is answered (if anyone is left
+    # to hear it); a handler cancelled because its client left is not.
+    answer = await log(make_mocked_request("PATCH", "/tus/x"), lost)
+    assert isinstance(answer, web.Response)
+    assert isinstance(answer.body, bytes)
+    assert json.loads(answer.body)["error"]["code"] == "client_disconnected"
+    with pytest.raises(asyncio.CancelledError):
+        await log(make_mocked_request("GET", "/blobs/x"), cancelled)
     statuses = [(r.access["path"], r.access["status"]) for r in _access_lines(caplog)]  # type: ignore[attr-defined]
-    assert statuses == [("/v1/files/x", 302), ("/blobs/x", CLIENT_CLOSED)]
+    assert statuses == [("/v1/files/x", 302), ("/tus/x", 400), ("/blobs/x", CLIENT_CLOSED)]
     assert all("SECRET" not in r.getMessage() for r in caplog.records)
 
 

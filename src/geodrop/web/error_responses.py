@@ -1,15 +1,17 @@
-"""The one place errors become HTTP responses, and every request gets an id."""
+"""The one place errors become HTTP responses, and the request id they carry.
+
+:func:`answer_to_error` is what the front door (:mod:`geodrop.web.frontdoor`) answers
+when a handler fails.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
-import secrets
 from typing import Any, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from geodrop.errors import GeodropError
 
@@ -44,34 +46,27 @@ _AIOHTTP_CODES: Final = {
 }
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into ``{"error": {"code", "message", "request_id"}}`` with the right
-    status (the request id is the access-log middleware's, or a new one without it)."""
-    token = request_id.set(secrets.token_hex(8)) if request_id.get() == "-" else None
-    try:
-        response = await handler(request)
-    except GeodropError as exc:
-        response = error_response(exc.status, exc.code, exc.message, exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+def answer_to_error(request: web.BaseRequest, exc: Exception) -> web.Response:
+    """``{"error": {"code", "message", "request_id"}}`` with the right status for a failure
+    (DESIGN.md §7).
+
+    Args:
+        request: the request that failed (named in the log of an unexpected error).
+        exc: what its handler raised; an :class:`aiohttp.web.HTTPException` of status
+            400 or more (a redirect is not an error: the caller lets it through).
+    """
+    if isinstance(exc, GeodropError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, web.HTTPException):
         code = _AIOHTTP_CODES.get(exc.status, "http_error")
-        response = error_response(exc.status, code, exc.reason, _kept_headers(exc))
-    except ConnectionError as exc:
+        return error_response(exc.status, code, exc.reason, _kept_headers(exc))
+    if isinstance(exc, ConnectionError):
         # The client went away mid-request (a dropped PATCH is normal for resumable
         # uploads); what reached storage is kept, and nobody is left to answer.
         logger.info("client disconnected during %s %s: %s", request.method, request.path, exc)
-        response = error_response(400, "client_disconnected", "the connection was lost")
-    except Exception:
-        logger.exception("unhandled error in %s %s", request.method, request.path)
-        response = error_response(500, "internal", "internal server error")
-    finally:
-        if token is not None:
-            request_id.reset(token)
-    if not response.prepared:
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+        return error_response(400, "client_disconnected", "the connection was lost")
+    logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal", "internal server error")
 
 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:

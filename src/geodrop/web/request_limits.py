@@ -20,17 +20,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from ipaddress import IPv6Address, IPv6Network
+from functools import lru_cache
+from ipaddress import IPv6Address, IPv6Network, ip_address
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from geodrop.config import LimitsConfig, Network
 from geodrop.errors import TooManyRequests, Unauthorized
-from geodrop.geo.clientip import address_text
 from geodrop.protocol.ratelimit import RateLimiter
-from geodrop.web.auth import request_client_ip
+from geodrop.web.auth import request_client_text
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +48,11 @@ def burst_for(rate_per_minute: int) -> int:
     return max(1, rate_per_minute // BURST_FRACTION)
 
 
-def ratelimit_middleware(
-    limits: LimitsConfig,
-    trusted_proxies: tuple[Network, ...],
-    identify_user: Callable[[web.Request], str],
-    *,
-    clock: Callable[[], float] = time.monotonic,
-) -> Middleware:
-    """A middleware that answers 429 to a client IP or user over its request rate.
+class RequestRateLimit:
+    """Refuses (429) a client IP or user over its request rate.
 
-    Place it inside the errors middleware, which turns the refusal into a JSON error.
+    The front door checks every request with it, inside its error mapping, which turns
+    the refusal into a JSON error.
 
     Args:
         limits: ``requests_per_minute_per_ip`` and ``requests_per_minute_per_user``.
@@ -68,41 +62,67 @@ def ratelimit_middleware(
             counts against its address only, and its handler refuses it).
         clock: monotonic seconds (tests inject their own).
     """
-    per_ip = RateLimiter(
-        limits.requests_per_minute_per_ip, burst_for(limits.requests_per_minute_per_ip)
-    )
-    per_user = RateLimiter(
-        limits.requests_per_minute_per_user, burst_for(limits.requests_per_minute_per_user)
-    )
 
-    @web.middleware
-    async def limit_rate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in EXEMPT_PATHS or request.path.startswith(EXEMPT_PREFIX):
-            return await handler(request)
-        now = clock()
-        wait = per_ip.check(_ip_key(request, trusted_proxies), now)
+    __slots__ = ("_clock", "_identify_user", "_per_ip", "_per_user", "_trusted_proxies")
+
+    def __init__(
+        self,
+        limits: LimitsConfig,
+        trusted_proxies: tuple[Network, ...],
+        identify_user: Callable[[web.Request], str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_ip = RateLimiter(
+            limits.requests_per_minute_per_ip, burst_for(limits.requests_per_minute_per_ip)
+        )
+        self._per_user = RateLimiter(
+            limits.requests_per_minute_per_user, burst_for(limits.requests_per_minute_per_user)
+        )
+        self._trusted_proxies = trusted_proxies
+        self._identify_user = identify_user
+        self._clock = clock
+
+    def check(self, request: web.Request) -> None:
+        """Count ``request`` against its address and its user.
+
+        Raises:
+            TooManyRequests: either is over its rate (nothing was counted for the user
+                when the address was refused).
+        """
+        path = request.path
+        if path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIX):
+            return
+        now = self._clock()
+        wait = self._per_ip.check(_ip_key(request, self._trusted_proxies), now)
         if wait:
             raise _refusal("this address", wait)
-        user = _user_of(request, identify_user)
+        user = _user_of(request, self._identify_user)
         if user is not None:
-            wait = per_user.check(user, now)
+            wait = self._per_user.check(user, now)
             if wait:
                 raise _refusal("this user", wait)
-        return await handler(request)
-
-    return limit_rate
 
 
 def _ip_key(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
-    ip = request_client_ip(request, trusted_proxies)
+    return _address_key(request_client_text(request, trusted_proxies))
+
+
+# A client's requests come from the same few addresses (as in geo.clientip).
+@lru_cache(maxsize=65536)
+def _address_key(address: str) -> str:
+    ip = ip_address(address)
     if isinstance(ip, IPv6Address):
         return str(IPv6Network((ip, IPV6_PREFIX), strict=False))
-    return address_text(ip)
+    return address
 
 
 def _user_of(request: web.Request, identify_user: Callable[[web.Request], str]) -> str | None:
     """The verified user of a request, or None when it carries no valid token."""
-    if "Authorization" not in request.headers and "access_token" not in request.query:
+    # The query is parsed only if there is one (most requests carry none).
+    if "Authorization" not in request.headers and (
+        not request.query_string or "access_token" not in request.query
+    ):
         return None
     try:
         return identify_user(request)
