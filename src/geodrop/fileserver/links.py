@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -55,6 +56,9 @@ class _Meter:
         return rate / capacity_bps + active * NOMINAL_TRANSFER_MBPS / self.config.capacity_mbps
 
 
+# Asked for the local address of every request that names its link (access log, link
+# figures): the few addresses a server listens on, parsed once.
+@functools.lru_cache(maxsize=1024)
 def _canonical(host: str) -> str:
     """One spelling per address: IPv4-mapped IPv6 as IPv4, IPv6 compressed, zone dropped."""
     address = ipaddress.ip_address(host.split("%", 1)[0])

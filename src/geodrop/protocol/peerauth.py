@@ -39,7 +39,7 @@ def _signature(
             hashlib.sha256(body).hexdigest(),
         )
     ).encode()
-    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode("ascii")
+    return base64.b64encode(hmac.digest(key, message, "sha256")).decode("ascii")
 
 
 def sign_request(
