@@ -18,7 +18,7 @@ from typing import Final
 
 from geodrop.config import LimitsConfig
 from geodrop.errors import PayloadTooLarge, QuotaExceeded
-from geodrop.metadata.base import TransferStore
+from geodrop.metadata.base import TransferStore, Usage
 
 UPLOADS_WINDOW_SECONDS: Final = 24 * 3600
 # When bytes will be freed depends on receivers downloading; an hour is a fair retry.
@@ -30,17 +30,40 @@ async def check_quota(
 ) -> None:
     """Refuse an upload of ``size`` bytes that would take ``sender`` over a quota.
 
+    A look before any work: concurrent uploads of the sender may still take the room
+    before this one is recorded, which :func:`admit` through
+    :meth:`~geodrop.metadata.base.TransferStore.create_admitted` settles.
+
     Raises:
         PayloadTooLarge: the file alone is larger than ``user_quota_bytes`` (413).
         QuotaExceeded: over ``user_quota_bytes`` or ``user_uploads_per_day`` (429, with
             Retry-After).
     """
+    _refuse_too_large(limits, size)
+    admit(limits, size, now, await transfers.usage(sender, window_start(now)))
+
+
+def window_start(now: float) -> float:
+    """Uploads created since then count against ``user_uploads_per_day``."""
+    return now - UPLOADS_WINDOW_SECONDS
+
+
+def _refuse_too_large(limits: LimitsConfig, size: int) -> None:
     if size > limits.user_quota_bytes:
         # No amount of waiting makes room for it: "too large", not "try again later".
         raise PayloadTooLarge(
             f"size: {size} bytes is above the per-user quota of {limits.user_quota_bytes}"
         )
-    usage = await transfers.usage(sender, now - UPLOADS_WINDOW_SECONDS)
+
+
+def admit(limits: LimitsConfig, size: int, now: float, usage: Usage) -> None:
+    """Refuse an upload of ``size`` bytes at ``now`` for a sender with this ``usage``
+    (since :func:`window_start`).
+
+    Raises:
+        PayloadTooLarge, QuotaExceeded: as :func:`check_quota`.
+    """
+    _refuse_too_large(limits, size)
     if usage.bytes_held + size > limits.user_quota_bytes:
         raise QuotaExceeded(
             f"this upload would take you over your quota of {limits.user_quota_bytes} bytes"

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Final
 
 from geodrop.errors import (
@@ -20,7 +21,7 @@ from geodrop.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from geodrop.fileserver import retention
+from geodrop.fileserver import quota, retention
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.quota import check_quota
 from geodrop.fileserver.streamhash import StreamSha256
@@ -179,38 +180,40 @@ async def _record(
     """Record a new transfer whose storage is made, once the sender's quota allows it.
 
     The quota is this region's metadata's count of the sender's uploads (see quota.py).
-    The sender's lock keeps a burst of concurrent negotiations from all passing the same
-    check; it covers the check and the record only, so storage work (fsyncs) of one
-    sender's uploads overlaps. Callers check the quota once before that work too, so a
-    refused request mostly costs none.
+    The check and the record are one step of the store (``create_admitted``), so a burst
+    of concurrent negotiations cannot all pass the same check; storage work (fsyncs) of
+    one sender's uploads overlaps. Callers check the quota once before that work too, so
+    a refused request mostly costs none.
 
     Args:
         whole_sha256: the file is whole and has this sha256: recorded complete.
     """
-    async with server.transfers.sender_lock(sender):
-        now = time.time()
-        if quota_checked:
-            await check_quota(server.transfers, server.config.limits, sender, request.size, now)
-        transfer = Transfer(
-            id=transfer_id,
-            sender=sender,
-            receivers=request.receivers,
-            filename=request.name,
-            size=request.size,
-            sha256=request.sha256,
-            created_at=now,
-            expires_at=now + server.config.limits.upload_expiry_seconds,
-            content_type=request.content_type,
-            tus_metadata=dict(tus_metadata or {}),
+    limits = server.config.limits
+    now = time.time()
+    transfer = Transfer(
+        id=transfer_id,
+        sender=sender,
+        receivers=request.receivers,
+        filename=request.name,
+        size=request.size,
+        sha256=request.sha256,
+        created_at=now,
+        expires_at=now + limits.upload_expiry_seconds,
+        content_type=request.content_type,
+        tus_metadata=dict(tus_metadata or {}),
+    )
+    if whole_sha256 is not None:
+        transfer = replace(
+            transfer,
+            sha256=whole_sha256,
+            state=TransferState.COMPLETE,
+            completed_at=now,
+            expires_at=now + limits.retention_seconds,
         )
-        if whole_sha256 is not None:
-            transfer = replace(
-                transfer,
-                sha256=whole_sha256,
-                state=TransferState.COMPLETE,
-                completed_at=now,
-                expires_at=now + server.config.limits.retention_seconds,
-            )
+    if quota_checked:
+        admit = partial(quota.admit, limits, request.size, now)
+        await server.transfers.create_admitted(transfer, admit, quota.window_start(now))
+    else:
         await server.transfers.create(transfer)
     return transfer
 

@@ -198,6 +198,23 @@ class TransferStore(ABC):
             How many were deleted.
         """
 
+    async def create_admitted(
+        self, transfer: Transfer, admit: Callable[[Usage], None], since: float
+    ) -> None:
+        """Create ``transfer`` if ``admit`` lets it in, given the usage of its sender
+        since ``since`` (:meth:`usage`), as one step: two creations at once are never
+        both admitted against the same usage.
+
+        This default holds the sender's lock (:meth:`sender_lock`) across reading the
+        usage and creating; a store that can do both in one transaction does that.
+
+        Raises:
+            Whatever ``admit`` raises; nothing is created then.
+        """
+        async with self.sender_lock(transfer.sender):
+            admit(await self.usage(transfer.sender, since))
+            await self.create(transfer)
+
     @abstractmethod
     async def usage(self, sender: str, since: float) -> Usage:
         """Bytes the sender's transfers hold (or will), and uploads created since ``since``.

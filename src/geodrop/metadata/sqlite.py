@@ -387,6 +387,31 @@ def _load_tombstone(connection: sqlite3.Connection, transfer_id: str) -> Tombsto
     return None if row is None else _tombstone(row)
 
 
+def _insert(c: sqlite3.Connection, transfer: Transfer) -> None:
+    c.execute(
+        "INSERT INTO transfers (id, sender, filename, size, sha256, created_at,"
+        " expires_at, state, completed_at, content_type, tus_metadata)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            transfer.id,
+            transfer.sender,
+            transfer.filename,
+            transfer.size,
+            transfer.sha256,
+            transfer.created_at,
+            transfer.expires_at,
+            transfer.state.value,
+            transfer.completed_at,
+            transfer.content_type,
+            json.dumps(dict(transfer.tus_metadata)),
+        ),
+    )
+    c.executemany(
+        "INSERT INTO deliveries (transfer_id, receiver, position) VALUES (?, ?, ?)",
+        [(transfer.id, r, i) for i, r in enumerate(transfer.receivers)],
+    )
+
+
 def _load(connection: sqlite3.Connection, transfer_id: str) -> Transfer | None:
     row = connection.execute("SELECT * FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
     if row is None:
@@ -411,29 +436,19 @@ class SqliteTransferStore(TransferStore):
         self._sender_locks = KeyedLocks()
 
     async def create(self, transfer: Transfer) -> None:
+        await self._db.run(lambda c: _insert(c, transfer))
+
+    async def create_admitted(
+        self, transfer: Transfer, admit: Callable[[Usage], None], since: float
+    ) -> None:
+        # One call of the writer: the usage read and the insert share a transaction
+        # (or a savepoint of a shared one), which no other write comes between. No
+        # sender's lock is waited for, so one sender's concurrent creations commit
+        # together (group commit) instead of one fsync after another.
         def insert(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT INTO transfers (id, sender, filename, size, sha256, created_at,"
-                " expires_at, state, completed_at, content_type, tus_metadata)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    transfer.id,
-                    transfer.sender,
-                    transfer.filename,
-                    transfer.size,
-                    transfer.sha256,
-                    transfer.created_at,
-                    transfer.expires_at,
-                    transfer.state.value,
-                    transfer.completed_at,
-                    transfer.content_type,
-                    json.dumps(dict(transfer.tus_metadata)),
-                ),
-            )
-            c.executemany(
-                "INSERT INTO deliveries (transfer_id, receiver, position) VALUES (?, ?, ?)",
-                [(transfer.id, r, i) for i, r in enumerate(transfer.receivers)],
-            )
+            row = c.execute(_USAGE_SQL, {"sender": transfer.sender, "since": since}).fetchone()
+            admit(usage_from_row(row))
+            _insert(c, transfer)
 
         await self._db.run(insert)
 
@@ -609,9 +624,8 @@ class SqliteTransferStore(TransferStore):
             return usage_from_row(row)
 
         # On the loop: one running total and two index ranges no longer than the
-        # sender's uploads of one window (limits.user_uploads_per_day). The callers
-        # hold the sender's lock across the check and the create, whose commit the
-        # loop's connection sees before the lock is let go.
+        # sender's uploads of one window (limits.user_uploads_per_day). An early look
+        # only: create_admitted reads the usage again with the insert.
         return await self._db.read(select)
 
     async def bytes_stored(self) -> int:

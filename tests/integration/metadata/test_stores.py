@@ -17,7 +17,7 @@ import pytest
 
 import geodrop.metadata.postgres_transfers
 import geodrop.metadata.sqlite
-from geodrop.errors import Locked
+from geodrop.errors import Locked, QuotaExceeded
 from geodrop.metadata.base import (
     Delivery,
     InboxEntry,
@@ -676,6 +676,41 @@ async def test_bytes_held_follow_each_senders_transfers_as_they_come_and_go(
     assert (await transfer_store.usage("other-user", since=0.0)).bytes_held == 11
     await transfer_store.create(transfer(ID4, sender="quota-user", size=3))
     assert (await transfer_store.usage("quota-user", since=0.0)).bytes_held == 3
+
+
+class _RoomFor:
+    """An admission rule: at most ``limit`` bytes held; records each usage it saw."""
+
+    def __init__(self, limit: int, size: int) -> None:
+        self.limit, self.size = limit, size
+        self.seen: list[Usage] = []
+
+    def __call__(self, usage: Usage) -> None:
+        self.seen.append(usage)
+        if usage.bytes_held + self.size > self.limit:
+            raise QuotaExceeded("no room")
+
+
+async def test_concurrent_admitted_creations_never_share_one_usage(
+    transfer_store: TransferStore,
+) -> None:
+    admit = _RoomFor(limit=300, size=100)
+    ids = [f"north.{n:026d}" for n in range(8)]
+    outcomes = await asyncio.gather(
+        *(
+            transfer_store.create_admitted(transfer(i, sender="racer", size=100), admit, NOW)
+            for i in ids
+        ),
+        return_exceptions=True,
+    )
+    admitted = [i for i, outcome in zip(ids, outcomes, strict=True) if outcome is None]
+    assert len(admitted) == 3
+    assert all(isinstance(o, QuotaExceeded) for o in outcomes if o is not None)
+    # Each admission saw the ones before it; the refused left nothing behind.
+    assert sorted(u.bytes_held for u in admit.seen)[:4] == [0, 100, 200, 300]
+    assert (await transfer_store.usage("racer", since=0.0)).bytes_held == 300
+    stored = [await transfer_store.get(i) for i in ids]
+    assert [t.id for t in stored if t is not None] == admitted
 
 
 async def test_bytes_stored_counts_files_and_unfinished_uploads_of_every_sender(
