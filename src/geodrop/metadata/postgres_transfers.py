@@ -9,7 +9,6 @@ locks, :class:`~geodrop.metadata.postgres.AdvisoryLocks`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
@@ -36,7 +35,13 @@ from geodrop.metadata.postgres import (
     PostgresDatabase,
 )
 from geodrop.metadata.postgres_schema import TRANSFER_MIGRATIONS
-from geodrop.metadata.rows import transfer_from_row, usage_from_row, usage_query
+from geodrop.metadata.rows import (
+    TRANSFER_COLUMNS,
+    transfer_from_row,
+    transfer_values,
+    usage_from_row,
+    usage_query,
+)
 
 _USAGE_SQL: Final = usage_query(sender="$1", since="$2")
 
@@ -91,20 +96,9 @@ class PostgresTransferStore(TransferStore):
     async def create(self, transfer: Transfer) -> None:
         async with self._db.transaction() as c:
             await c.execute(
-                "INSERT INTO transfers (id, sender, filename, size, sha256, created_at,"
-                " expires_at, state, completed_at, content_type, tus_metadata)"
+                f"INSERT INTO transfers ({TRANSFER_COLUMNS})"  # noqa: S608 (a constant)
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)",
-                transfer.id,
-                transfer.sender,
-                transfer.filename,
-                transfer.size,
-                transfer.sha256,
-                transfer.created_at,
-                transfer.expires_at,
-                transfer.state.value,
-                transfer.completed_at,
-                transfer.content_type,
-                json.dumps(dict(transfer.tus_metadata)),
+                *transfer_values(transfer),
             )
             await c.execute(
                 "INSERT INTO deliveries (transfer_id, receiver, position)"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from geodrop.metadata.base import InboxEntry, Transfer, TransferState, Usage
 
@@ -34,6 +34,31 @@ def transfer_from_row(row: Row, receivers: Iterable[str]) -> Transfer:
         content_type=row["content_type"],
         tus_metadata=json.loads(row["tus_metadata"]),
         downloads=row["downloads"],
+    )
+
+
+# The columns of a transfer's row, in the order :func:`transfer_values` gives them.
+TRANSFER_COLUMNS: Final = (
+    "id, sender, filename, size, sha256, created_at,"
+    " expires_at, state, completed_at, content_type, tus_metadata"
+)
+
+
+def transfer_values(transfer: Transfer) -> tuple[Any, ...]:
+    """A transfer's row for :data:`TRANSFER_COLUMNS` (the inverse of
+    :func:`transfer_from_row`, but for its receivers, which are rows of their own)."""
+    return (
+        transfer.id,
+        transfer.sender,
+        transfer.filename,
+        transfer.size,
+        transfer.sha256,
+        transfer.created_at,
+        transfer.expires_at,
+        transfer.state.value,
+        transfer.completed_at,
+        transfer.content_type,
+        json.dumps(dict(transfer.tus_metadata)),
     )
 
 

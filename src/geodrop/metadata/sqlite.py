@@ -38,8 +38,10 @@ from geodrop.metadata.base import (
 )
 from geodrop.metadata.locks import KeyedLocks
 from geodrop.metadata.rows import (
+    TRANSFER_COLUMNS,
     inbox_entry_from_row,
     transfer_from_row,
+    transfer_values,
     usage_from_row,
     usage_query,
 )
@@ -389,22 +391,9 @@ def _load_tombstone(connection: sqlite3.Connection, transfer_id: str) -> Tombsto
 
 def _insert(c: sqlite3.Connection, transfer: Transfer) -> None:
     c.execute(
-        "INSERT INTO transfers (id, sender, filename, size, sha256, created_at,"
-        " expires_at, state, completed_at, content_type, tus_metadata)"
+        f"INSERT INTO transfers ({TRANSFER_COLUMNS})"  # noqa: S608 (a constant)
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            transfer.id,
-            transfer.sender,
-            transfer.filename,
-            transfer.size,
-            transfer.sha256,
-            transfer.created_at,
-            transfer.expires_at,
-            transfer.state.value,
-            transfer.completed_at,
-            transfer.content_type,
-            json.dumps(dict(transfer.tus_metadata)),
-        ),
+        transfer_values(transfer),
     )
     c.executemany(
         "INSERT INTO deliveries (transfer_id, receiver, position) VALUES (?, ?, ?)",

@@ -9,28 +9,16 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from aiohttp.typedefs import Handler
 
-from geodrop.config import LimitsConfig, LoggingConfig
+from geodrop.config import LoggingConfig
 from geodrop.errors import NotFound, Unauthorized
 from geodrop.web.accesslog import REQUEST_ID, AccessLog
 from geodrop.web.cors import policy_for
 from geodrop.web.frontdoor import FrontDoor
 from geodrop.web.request_limits import RequestRateLimit
+from support.limits import small_limits
 
 PAGE = "https://app.example"
-ONE_REQUEST_A_MINUTE = LimitsConfig(
-    max_file_size=1024,
-    upload_expiry_seconds=60,
-    retention_seconds=60,
-    signed_url_ttl_seconds=60,
-    max_receivers=5,
-    min_free_bytes=0,
-    user_quota_bytes=1024,
-    user_uploads_per_day=10,
-    requests_per_minute_per_user=1,
-    requests_per_minute_per_ip=1,
-    received_grace_seconds=0,
-    max_downloads=0,
-)
+ONE_REQUEST_A_MINUTE = small_limits(requests_per_minute_per_user=1, requests_per_minute_per_ip=1)
 
 
 def _door(rate_limit: RequestRateLimit | None = None) -> FrontDoor:

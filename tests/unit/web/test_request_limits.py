@@ -8,24 +8,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from geodrop.config import LimitsConfig
 from geodrop.errors import TooManyRequests, Unauthorized
 from geodrop.web.request_limits import RequestRateLimit, burst_for
+from support.limits import small_limits
 
-LIMITS = LimitsConfig(
-    max_file_size=1024,
-    upload_expiry_seconds=60,
-    retention_seconds=60,
-    signed_url_ttl_seconds=60,
-    max_receivers=5,
-    min_free_bytes=0,
-    user_quota_bytes=1024,
-    user_uploads_per_day=10,
-    requests_per_minute_per_user=8,  # bursts of 2, then one every 7.5 s
-    requests_per_minute_per_ip=40,  # bursts of 10, then one every 1.5 s
-    received_grace_seconds=0,
-    max_downloads=0,
-)
+# Bursts of 2 per user, then one every 7.5 s; of 10 per address, then one every 1.5 s.
+LIMITS = small_limits(requests_per_minute_per_user=8, requests_per_minute_per_ip=40)
 
 
 class Clock:
