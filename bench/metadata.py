@@ -8,8 +8,9 @@ time, on random targets:
 
 - download negotiation: ``TransferStore.get`` of a file (what ``POST /v1/downloads``
   asks the metadata before it signs a URL);
-- upload negotiation: ``sender_lock`` + ``usage`` (the quota check) + ``create`` (what
-  ``POST /v1/uploads`` does to the metadata; each sample records a new upload);
+- upload negotiation: ``usage`` (the early quota look) + ``create_admitted`` (the quota
+  checked and the upload recorded in one step: what ``POST /v1/uploads`` does to the
+  metadata; each sample records a new upload);
 - inbox listing: ``InboxStore.list`` of a receiver's first page (100 entries).
 
 SQLite runs as geodrop runs it (WAL, ``synchronous=FULL``). PostgreSQL 15 runs on this
@@ -26,6 +27,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -33,6 +35,8 @@ import asyncpg
 
 from bench.context import BenchContext
 from bench.report import Section, Target, markdown_table
+from geodrop.config import LimitsConfig
+from geodrop.fileserver import quota
 from geodrop.metadata.base import InboxStore, Transfer, TransferState, TransferStore
 from geodrop.metadata.postgres_inbox import PostgresInboxStore
 from geodrop.metadata.postgres_transfers import PostgresTransferStore
@@ -48,6 +52,21 @@ QUICK_SAMPLES: Final = 600
 BATCH: Final = 50_000
 P99_GOAL_MS: Final = 10.0
 OPERATIONS: Final = ("download negotiation", "upload negotiation", "inbox listing")
+# The quota rule runs in full but never refuses: every sample records its upload.
+_UNLIMITED: Final = LimitsConfig(
+    max_file_size=2**60,
+    upload_expiry_seconds=86400,
+    retention_seconds=86400,
+    signed_url_ttl_seconds=3600,
+    max_receivers=50,
+    min_free_bytes=0,
+    user_quota_bytes=2**60,
+    user_uploads_per_day=2**60,
+    requests_per_minute_per_user=2**30,
+    requests_per_minute_per_ip=2**30,
+    received_grace_seconds=0,
+    max_downloads=0,
+)
 
 Operation = Callable[[random.Random], Awaitable[None]]
 
@@ -192,20 +211,19 @@ def _operations(
     async def upload_negotiation(rng: random.Random) -> None:
         sender = f"s{rng.randrange(USERS)}"
         now = time.time()
-        async with transfers.sender_lock(sender):
-            await transfers.usage(sender, now - 86400)
-            await transfers.create(
-                Transfer(
-                    id=str(new_file_id("north")),
-                    sender=sender,
-                    receivers=(f"r{rng.randrange(USERS)}",),
-                    filename="new.bin",
-                    size=1024,
-                    sha256=None,
-                    created_at=now,
-                    expires_at=now + 86400,
-                )
-            )
+        admit = partial(quota.admit, _UNLIMITED, 1024, now)
+        admit(await transfers.usage(sender, quota.window_start(now)))
+        upload = Transfer(
+            id=str(new_file_id("north")),
+            sender=sender,
+            receivers=(f"r{rng.randrange(USERS)}",),
+            filename="new.bin",
+            size=1024,
+            sha256=None,
+            created_at=now,
+            expires_at=now + 86400,
+        )
+        await transfers.create_admitted(upload, admit, quota.window_start(now))
 
     page = min(100, len(file_ids) // USERS)  # every receiver has len(file_ids) / USERS
 
