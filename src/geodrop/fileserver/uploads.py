@@ -138,8 +138,8 @@ async def create_upload(
     """Record a new upload and make its storage area.
 
     A refusal leaves nothing: the quota is checked before the area is made, and again
-    under the sender's lock with the record (a check lost to the sender's concurrent
-    uploads removes the area again).
+    in one step with the record (a check lost to the sender's concurrent uploads removes
+    the area again).
 
     Args:
         tus_metadata: kept with the transfer (tus concatenation records its role there).
