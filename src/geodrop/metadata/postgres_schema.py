@@ -95,6 +95,38 @@ TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
         " AFTER INSERT OR DELETE OR UPDATE OF sender, size ON transfers"
         " FOR EACH ROW EXECUTE FUNCTION sender_bytes_follow()",
     ),
+    # 3: each sender's uploads counted by the hour of their creation, kept by a trigger,
+    # so a quota check counts whole hours of its window from at most 25 rows instead of
+    # every upload the sender made in it (rows.usage_query). Retiring a transfer leaves
+    # its count (its tombstone counted as an upload already); counts two days older
+    # than the sender's newest upload go.
+    (
+        """CREATE TABLE sender_uploads (
+            sender TEXT NOT NULL,
+            hour BIGINT NOT NULL,
+            uploads BIGINT NOT NULL,
+            PRIMARY KEY (sender, hour)
+        )""",
+        "INSERT INTO sender_uploads (sender, hour, uploads)"
+        " SELECT sender, floor(created_at / 3600)::BIGINT, COUNT(*) FROM"
+        " (SELECT sender, created_at FROM transfers"
+        "  UNION ALL SELECT sender, created_at FROM tombstones) AS uploads"
+        " GROUP BY sender, floor(created_at / 3600)::BIGINT",
+        """CREATE FUNCTION sender_uploads_count() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            bucket BIGINT := floor(NEW.created_at / 3600)::BIGINT;
+        BEGIN
+            INSERT INTO sender_uploads AS counted (sender, hour, uploads)
+                VALUES (NEW.sender, bucket, 1)
+                ON CONFLICT (sender, hour) DO UPDATE SET uploads = counted.uploads + 1;
+            DELETE FROM sender_uploads AS stale
+                WHERE stale.sender = NEW.sender AND stale.hour < bucket - 48;
+            RETURN NULL;
+        END
+        $$""",
+        "CREATE TRIGGER transfers_sender_uploads AFTER INSERT ON transfers"
+        " FOR EACH ROW EXECUTE FUNCTION sender_uploads_count()",
+    ),
 )
 
 INBOX_MIGRATIONS: Final[tuple[Migration, ...]] = (

@@ -41,9 +41,10 @@ from geodrop.metadata.rows import (
     transfer_values,
     usage_from_row,
     usage_query,
+    usage_window,
 )
 
-_USAGE_SQL: Final = usage_query(sender="$1", since="$2")
+_USAGE_SQL: Final = usage_query(sender="$1", since="$2", first_full_hour="$3", boundary_end="$4")
 
 # As SQLite's: how long a request waits for an upload another request is writing.
 LOCK_WAIT_SECONDS: Final = 5.0
@@ -266,7 +267,10 @@ class PostgresTransferStore(TransferStore):
 
     async def usage(self, sender: str, since: float) -> Usage:
         async with self._db.connection() as c:
-            row = await c.fetchrow(_USAGE_SQL, sender, since)
+            window = usage_window(since)
+            row = await c.fetchrow(
+                _USAGE_SQL, sender, window.since, window.first_full_hour, window.boundary_end
+            )
         assert row is not None  # scalar sub-queries always answer one row
         return usage_from_row(row)
 

@@ -6,7 +6,9 @@ Both schemas keep the same columns under the same names; ``tus_metadata`` is JSO
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from geodrop.metadata.base import InboxEntry, Transfer, TransferState, Usage
@@ -77,19 +79,41 @@ def inbox_entry_from_row(row: Row) -> InboxEntry:
     )
 
 
-def usage_query(sender: str, since: str) -> str:
+UPLOAD_COUNT_BUCKET_SECONDS: Final = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class UsageWindow:
+    """The arguments of :func:`usage_query` for uploads since ``since``: whole hours
+    from ``first_full_hour`` on are read from the hourly counts, the part of an hour
+    before it (``since`` up to ``boundary_end``) from the rows themselves."""
+
+    since: float
+    first_full_hour: int
+    boundary_end: float
+
+
+def usage_window(since: float) -> UsageWindow:
+    first_full_hour = math.floor(since / UPLOAD_COUNT_BUCKET_SECONDS) + 1
+    return UsageWindow(since, first_full_hour, first_full_hour * UPLOAD_COUNT_BUCKET_SECONDS)
+
+
+def usage_query(sender: str, since: str, first_full_hour: str, boundary_end: str) -> str:
     """The query :func:`usage_from_row` reads, with a backend's placeholders for the
-    sender and the window's start: bytes from the triggers' running total
-    (``sender_bytes``), uploads since from the sender indexes alone (tombstones hold no
-    bytes but still count as uploads). Only placeholders go in, never values."""
+    sender and the :class:`UsageWindow`: bytes from the triggers' running total
+    (``sender_bytes``); uploads since from the triggers' hourly counts
+    (``sender_uploads``) and the rows of the window's first, partial hour (tombstones hold
+    no bytes but still count as uploads), so a check reads a bounded number of rows
+    however many uploads the sender made. Only placeholders go in, never values."""
+    in_boundary = f"sender = {sender} AND created_at >= {since} AND created_at < {boundary_end}"
     return (
         f"SELECT (SELECT bytes_held FROM sender_bytes WHERE sender = {sender}) AS held,"  # noqa: S608
-        f" (SELECT COUNT(*) FROM transfers"
-        f"  WHERE sender = {sender} AND created_at >= {since}) AS transfers,"
+        f" (SELECT COALESCE(SUM(uploads), 0) FROM sender_uploads"
+        f"  WHERE sender = {sender} AND hour >= {first_full_hour})"
+        f" + (SELECT COUNT(*) FROM transfers WHERE {in_boundary}) AS transfers,"
         f" (SELECT MIN(created_at) FROM transfers"
         f"  WHERE sender = {sender} AND created_at >= {since}) AS oldest_transfer,"
-        f" (SELECT COUNT(*) FROM tombstones"
-        f"  WHERE sender = {sender} AND created_at >= {since}) AS tombstones,"
+        f" (SELECT COUNT(*) FROM tombstones WHERE {in_boundary}) AS tombstones,"
         f" (SELECT MIN(created_at) FROM tombstones"
         f"  WHERE sender = {sender} AND created_at >= {since}) AS oldest_tombstone"
     )

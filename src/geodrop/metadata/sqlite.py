@@ -39,11 +39,13 @@ from geodrop.metadata.base import (
 from geodrop.metadata.locks import KeyedLocks
 from geodrop.metadata.rows import (
     TRANSFER_COLUMNS,
+    UPLOAD_COUNT_BUCKET_SECONDS,
     inbox_entry_from_row,
     transfer_from_row,
     transfer_values,
     usage_from_row,
     usage_query,
+    usage_window,
 )
 
 T = TypeVar("T")
@@ -58,7 +60,24 @@ MAX_BATCH: Final = 64
 # add the next one.
 Migration = tuple[str, ...]
 
-_USAGE_SQL: Final = usage_query(sender=":sender", since=":since")
+_USAGE_SQL: Final = usage_query(
+    sender=":sender",
+    since=":since",
+    first_full_hour=":first_full_hour",
+    boundary_end=":boundary_end",
+)
+
+
+def _usage(c: sqlite3.Connection, sender: str, since: float) -> Usage:
+    window = usage_window(since)
+    parameters = {
+        "sender": sender,
+        "since": window.since,
+        "first_full_hour": window.first_full_hour,
+        "boundary_end": window.boundary_end,
+    }
+    return usage_from_row(c.execute(_USAGE_SQL, parameters).fetchone())
+
 
 # Trigger steps of migration 3: a sender's row follows their transfers' sizes (a sender
 # holding nothing has no row).
@@ -70,6 +89,9 @@ _TAKE_OLD_SIZE: Final = (
     "UPDATE sender_bytes SET bytes_held = bytes_held - OLD.size WHERE sender = OLD.sender;"
     " DELETE FROM sender_bytes WHERE sender = OLD.sender AND bytes_held = 0"
 )
+
+_HOUR_OF_CREATED: Final = f"CAST(created_at / {UPLOAD_COUNT_BUCKET_SECONDS} AS INTEGER)"
+_HOUR_OF_NEW: Final = f"CAST(NEW.created_at / {UPLOAD_COUNT_BUCKET_SECONDS} AS INTEGER)"
 
 _TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
     # 1: transfers and their deliveries.
@@ -134,6 +156,31 @@ _TRANSFER_MIGRATIONS: Final[tuple[Migration, ...]] = (
             {_TAKE_OLD_SIZE};
             {_ADD_NEW_SIZE};
         END""",
+    ),
+    # 4: each sender's uploads counted by the hour of their creation, kept by a trigger,
+    # so a quota check counts whole hours of its window from at most 25 rows instead of
+    # every upload the sender made in it (rows.usage_query). Retiring a transfer leaves
+    # its count (its tombstone counted as an upload already); counts two days older
+    # than the sender's newest upload go.
+    (
+        """CREATE TABLE sender_uploads (
+            sender TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            uploads INTEGER NOT NULL,
+            PRIMARY KEY (sender, hour)
+        ) WITHOUT ROWID""",
+        f"INSERT INTO sender_uploads (sender, hour, uploads)"  # noqa: S608 (constants)
+        f" SELECT sender, {_HOUR_OF_CREATED}, COUNT(*) FROM"
+        f" (SELECT sender, created_at FROM transfers"
+        f"  UNION ALL SELECT sender, created_at FROM tombstones)"
+        f" GROUP BY sender, {_HOUR_OF_CREATED}",
+        f"""CREATE TRIGGER transfers_uploads_insert AFTER INSERT ON transfers BEGIN
+            INSERT INTO sender_uploads (sender, hour, uploads)
+                VALUES (NEW.sender, {_HOUR_OF_NEW}, 1)
+                ON CONFLICT (sender, hour) DO UPDATE SET uploads = uploads + 1;
+            DELETE FROM sender_uploads
+                WHERE sender = NEW.sender AND hour < {_HOUR_OF_NEW} - 48;
+        END""",  # noqa: S608 (constants)
     ),
 )
 
@@ -435,8 +482,7 @@ class SqliteTransferStore(TransferStore):
         # sender's lock is waited for, so one sender's concurrent creations commit
         # together (group commit) instead of one fsync after another.
         def insert(c: sqlite3.Connection) -> None:
-            row = c.execute(_USAGE_SQL, {"sender": transfer.sender, "since": since}).fetchone()
-            admit(usage_from_row(row))
+            admit(_usage(c, transfer.sender, since))
             _insert(c, transfer)
 
         await self._db.run(insert)
@@ -609,12 +655,11 @@ class SqliteTransferStore(TransferStore):
 
     async def usage(self, sender: str, since: float) -> Usage:
         def select(c: sqlite3.Connection) -> Usage:
-            row = c.execute(_USAGE_SQL, {"sender": sender, "since": since}).fetchone()
-            return usage_from_row(row)
+            return _usage(c, sender, since)
 
-        # On the loop: one running total and two index ranges no longer than the
-        # sender's uploads of one window (limits.user_uploads_per_day). An early look
-        # only: create_admitted reads the usage again with the insert.
+        # On the loop: one running total, at most 25 hourly counts, the index ranges of
+        # the window's first, partial hour and two index look-ups of the oldest. An
+        # early look only: create_admitted reads the usage again with the insert.
         return await self._db.read(select)
 
     async def bytes_stored(self) -> int:

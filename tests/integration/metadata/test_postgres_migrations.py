@@ -71,6 +71,7 @@ async def test_a_new_database_gets_the_latest_schema_on_first_use(postgres_dsn: 
         "tombstones",
         "unit_link_loads",
         "sender_bytes",
+        "sender_uploads",
         "inbox",
         "region_heartbeats",
     }

@@ -678,6 +678,33 @@ async def test_bytes_held_follow_each_senders_transfers_as_they_come_and_go(
     assert (await transfer_store.usage("quota-user", since=0.0)).bytes_held == 3
 
 
+async def test_uploads_since_counts_exactly_the_window_however_it_cuts_the_hours(
+    transfer_store: TransferStore,
+) -> None:
+    hour = 3600.0
+    start = 400_000 * hour  # on the hour
+    times = [
+        start + 10,  # before the window
+        start + 30,  # the window's first, partial hour
+        start + 0.5 * hour,
+        start + hour,  # whole hours
+        start + 5 * hour + 1,
+        start + 30 * hour,
+    ]
+    for n, created in enumerate(times):
+        await transfer_store.create(
+            transfer(f"north.{n:026d}", sender="hourly", created_at=created)
+        )
+    await transfer_store.retire(f"north.{2:026d}", start + 40 * hour)  # a tombstone still counts
+    since = start + 20
+    usage = await transfer_store.usage("hourly", since=since)
+    assert (usage.uploads_since, usage.oldest_since) == (5, start + 30)
+    assert (await transfer_store.usage("hourly", since=start + hour)).uploads_since == 3
+    assert (await transfer_store.usage("hourly", since=start + hour + 1)).uploads_since == 2
+    assert (await transfer_store.usage("hourly", since=start + 31 * hour)).uploads_since == 0
+    assert (await transfer_store.usage("someone-else", since=since)).uploads_since == 0
+
+
 class _RoomFor:
     """An admission rule: at most ``limit`` bytes held; records each usage it saw."""
 

@@ -21,7 +21,7 @@ NOW: Final = 1_700_000_000.0
 SHA: Final = "ab" * 32
 DONE: Final = "north.aaaaaaaaaaaaaaaaaaaaaaaaaa"
 PENDING: Final = "north.bbbbbbbbbbbbbbbbbbbbbbbbbb"
-LATEST_TRANSFER_VERSION: Final = 3
+LATEST_TRANSFER_VERSION: Final = 4
 
 V1_TRANSFER_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS transfers (
