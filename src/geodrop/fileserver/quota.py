@@ -39,7 +39,7 @@ async def check_quota(
         QuotaExceeded: over ``user_quota_bytes`` or ``user_uploads_per_day`` (429, with
             Retry-After).
     """
-    _refuse_too_large(limits, size)
+    _refuse_too_large(limits, size)  # before reading the usage: it can never fit
     admit(limits, size, now, await transfers.usage(sender, window_start(now)))
 
 

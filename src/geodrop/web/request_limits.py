@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from ipaddress import IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv6Address, IPv6Network
 from typing import Final
 
 from aiohttp import web
@@ -29,7 +29,7 @@ from aiohttp import web
 from geodrop.config import LimitsConfig, Network
 from geodrop.errors import TooManyRequests, Unauthorized
 from geodrop.protocol.ratelimit import RateLimiter
-from geodrop.web.auth import request_client_text
+from geodrop.web.auth import request_client_ip, request_client_text
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +105,17 @@ class RequestRateLimit:
 
 
 def _ip_key(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
-    return _address_key(request_client_text(request, trusted_proxies))
+    # The address as parsed once per request (web.auth), not parsed again from its text.
+    ip = request_client_ip(request, trusted_proxies)
+    if isinstance(ip, IPv6Address):
+        return _ipv6_key(ip)
+    return request_client_text(request, trusted_proxies)
 
 
 # A client's requests come from the same few addresses (as in geo.clientip).
 @lru_cache(maxsize=65536)
-def _address_key(address: str) -> str:
-    ip = ip_address(address)
-    if isinstance(ip, IPv6Address):
-        return str(IPv6Network((ip, IPV6_PREFIX), strict=False))
-    return address
+def _ipv6_key(ip: IPv6Address) -> str:
+    return str(IPv6Network((ip, IPV6_PREFIX), strict=False))
 
 
 def _user_of(request: web.Request, identify_user: Callable[[web.Request], str]) -> str | None:
