@@ -9,7 +9,7 @@ locks, :class:`~geodrop.metadata.postgres.AdvisoryLocks`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -45,6 +45,16 @@ from geodrop.metadata.rows import (
 )
 
 _USAGE_SQL: Final = usage_query(sender="$1", since="$2", first_full_hour="$3", boundary_end="$4")
+
+# A transfer and its deliveries, in one statement ($12: the receivers, in order). The
+# deliveries' foreign key is checked at the statement's end, when the transfer is there.
+_INSERT_SQL: Final = (
+    f"WITH t AS (INSERT INTO transfers ({TRANSFER_COLUMNS})"  # noqa: S608 (constants)
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb) RETURNING id)"
+    " INSERT INTO deliveries (transfer_id, receiver, position)"
+    " SELECT t.id, r.receiver, r.n - 1"
+    " FROM t, unnest($12::text[]) WITH ORDINALITY AS r(receiver, n)"
+)
 
 # As SQLite's: how long a request waits for an upload another request is writing.
 LOCK_WAIT_SECONDS: Final = 5.0
@@ -95,19 +105,32 @@ class PostgresTransferStore(TransferStore):
         self._locks = AdvisoryLocks(self._db)
 
     async def create(self, transfer: Transfer) -> None:
+        async with self._db.connection() as c:
+            await c.execute(_INSERT_SQL, *transfer_values(transfer), list(transfer.receivers))
+
+    async def create_admitted(
+        self, transfer: Transfer, admit: Callable[[Usage], None], since: float
+    ) -> None:
+        # One transaction holding the sender's lock as a transaction-scoped advisory lock
+        # (the key of sender_lock, so the two exclude each other; the commit gives it
+        # back): three statements on one pooled connection, where sender_lock's session
+        # lock costs a lock and an unlock on a connection of its own around them.
+        window = usage_window(since)
         async with self._db.transaction() as c:
             await c.execute(
-                f"INSERT INTO transfers ({TRANSFER_COLUMNS})"  # noqa: S608 (a constant)
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)",
-                *transfer_values(transfer),
+                "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
+                SENDER_LOCKS,
+                transfer.sender,
             )
-            await c.execute(
-                "INSERT INTO deliveries (transfer_id, receiver, position)"
-                " SELECT $1, r.receiver, r.n - 1"
-                " FROM unnest($2::text[]) WITH ORDINALITY AS r(receiver, n)",
-                transfer.id,
-                list(transfer.receivers),
-            )
+            # A statement of its own after the lock: its snapshot sees every upload of
+            # the sender that committed before the lock was granted.
+            row = await c.fetchrow(
+                _USAGE_SQL, transfer.sender, window.since, window.first_full_hour,
+                window.boundary_end,
+            )  # fmt: skip
+            assert row is not None  # scalar sub-queries always answer one row
+            admit(usage_from_row(row))
+            await c.execute(_INSERT_SQL, *transfer_values(transfer), list(transfer.receivers))
 
     async def get(self, transfer_id: str) -> Transfer | None:
         async with self._db.connection() as c:

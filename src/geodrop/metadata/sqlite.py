@@ -47,6 +47,7 @@ from geodrop.metadata.rows import (
     usage_query,
     usage_window,
 )
+from geodrop.metadata.sqlite_checkpoints import BACKSTOP_PAGES, WalCheckpointer
 
 T = TypeVar("T")
 
@@ -271,12 +272,15 @@ class _Database:
         self._pending: collections.deque[_Call] = collections.deque()
         # The event loop's own connection, for point reads (:meth:`read`).
         self._reader: sqlite3.Connection | None = None
+        self._checkpointer = WalCheckpointer(path)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
+        # WAL checkpoints run off the commit path (sqlite_checkpoints); this is the backstop.
+        connection.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES:d}")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA busy_timeout=5000")
         try:
@@ -360,6 +364,7 @@ class _Database:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+            self._checkpointer.committed()
         except BaseException as exc:
             call.future.set_exception(exc)
         else:
@@ -388,6 +393,7 @@ class _Database:
                     connection.execute("RELEASE call")
                     outcomes.append((call, result, None))
             connection.execute("COMMIT")
+            self._checkpointer.committed()
         except BaseException:
             # The shared transaction failed (I/O error, a rolled-back savepoint, …):
             # nothing of it was kept, so every call runs again on its own.
@@ -409,6 +415,7 @@ class _Database:
             self._reader = None
 
         def close() -> None:
+            self._checkpointer.stop()
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
