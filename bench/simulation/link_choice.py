@@ -62,7 +62,7 @@ class LinkChoiceSettings:
 
     @classmethod
     def full(cls) -> LinkChoiceSettings:
-        return cls(5, 30.0, 3_000_000, 0.6, 90.0, 30.0, 1.0, 40.0)
+        return cls(5, 30.0, 3_000_000, 0.6, 60.0, 20.0, 1.0, 40.0)
 
     @classmethod
     def quick(cls) -> LinkChoiceSettings:
