@@ -364,10 +364,10 @@ class _Database:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
-            self._checkpointer.committed()
         except BaseException as exc:
             call.future.set_exception(exc)
         else:
+            self._checkpointer.committed()
             call.future.set_result(result)
 
     def _run_batch(self, calls: list[_Call]) -> None:
@@ -393,7 +393,6 @@ class _Database:
                     connection.execute("RELEASE call")
                     outcomes.append((call, result, None))
             connection.execute("COMMIT")
-            self._checkpointer.committed()
         except BaseException:
             # The shared transaction failed (I/O error, a rolled-back savepoint, …):
             # nothing of it was kept, so every call runs again on its own.
@@ -403,6 +402,7 @@ class _Database:
             for call in calls:
                 self._run_alone(call)
             return
+        self._checkpointer.committed()
         for call, result, error in outcomes:
             if error is None:
                 call.future.set_result(result)

@@ -53,16 +53,23 @@ class WalCheckpointer:
         return self._checkpoints
 
     def committed(self) -> None:
-        """Count one commit; from the writer's thread, after the commit is durable."""
+        """Count one commit; from the writer's thread, after the commit is durable.
+        Never raises: the commit it counts has happened whatever becomes of this."""
         self._commits += 1
         if self._commits < self._every_commits or self._stopping:
             return
         self._commits = 0
         if self._thread is None:
-            self._thread = threading.Thread(
+            thread = threading.Thread(
                 target=self._run, name=f"sqlite-checkpoint {self._path.name}", daemon=True
             )
-            self._thread.start()
+            try:
+                thread.start()
+            except RuntimeError:
+                # No thread to be had: the commit stands; the backstop checkpoints.
+                log.warning("no thread for WAL checkpoints of %s", self._path, exc_info=True)
+                return
+            self._thread = thread
         self._wanted.set()
 
     def stop(self) -> None:

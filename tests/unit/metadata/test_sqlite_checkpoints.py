@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from geodrop.metadata.base import Transfer
 from geodrop.metadata.sqlite import SqliteTransferStore
@@ -112,3 +115,16 @@ def test_a_stores_commits_leave_checkpoints_to_the_checkpointer(tmp_path: Path) 
     assert asyncio.run(create_many()) > 1000
     # Closing checkpoints everything: nothing was lost on the way.
     assert _rows_in_database_file(path, "transfers", tmp_path) == 300
+
+
+def test_a_commit_stands_when_no_thread_can_be_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    checkpointer = WalCheckpointer(tmp_path / "db.sqlite3", every_commits=1)
+    checkpointer.committed()  # does not raise
+    checkpointer.stop()
+    assert checkpointer.checkpoints == 0
