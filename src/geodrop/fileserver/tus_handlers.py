@@ -20,6 +20,7 @@ from geodrop.fileserver.transferurls import arrival_link, link_for, signed_url, 
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import signing, tus
 from geodrop.web.auth import authenticated_user, request_client_ip
+from geodrop.web.bodyreads import larger_reads
 
 # A creation-with-upload carrying a whole file of at most this many bytes is taken in
 # one step: read, checked, stored and recorded complete together (uploads.create_whole),
@@ -205,7 +206,7 @@ async def _receive(
 ) -> int:
     checksum_header = request.headers.get("Upload-Checksum")
     checksum = tus.parse_checksum(checksum_header) if checksum_header is not None else None
-    with metered_transfer(request, link, Direction.UPLOAD):
+    with metered_transfer(request, link, Direction.UPLOAD), larger_reads(request):
         return await uploads.receive(
             server, transfer, offset, request.content.iter_any(), link, checksum
         )
