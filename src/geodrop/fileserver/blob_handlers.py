@@ -18,7 +18,12 @@ from geodrop.errors import PreconditionFailed, RangeNotSatisfiable
 from geodrop.fileserver import downloads, retention
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.metrics import Direction, metered_transfer
-from geodrop.fileserver.sendfile import SliceSender, Socket, corked
+from geodrop.fileserver.sendfile import (
+    FAST_CLIENT_BYTES_PER_SECOND,
+    SliceSender,
+    Socket,
+    corked,
+)
 from geodrop.fileserver.transferurls import verified_grant
 from geodrop.metadata.base import Transfer
 from geodrop.protocol import ranges, signing
@@ -229,5 +234,7 @@ async def _send_slices(
         position += sent
         server.meters.sent(link, sent)
         took = loop.time() - started
+        if took <= 0 or sent / took >= FAST_CLIENT_BYTES_PER_SECOND:
+            sender.client_is_fast()
         rate_slice = sent * SLICE_SECONDS / took if took > 0 else MAX_SENDFILE_SLICE
         slice_bytes = int(min(MAX_SENDFILE_SLICE, max(MIN_SENDFILE_SLICE, rate_slice)))
