@@ -81,7 +81,12 @@ class WalCheckpointer:
             self._thread = None
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error:
+            log.warning("cannot open %s for WAL checkpoints; the backstop does them",
+                        self._path, exc_info=True)  # fmt: skip
+            return
         try:
             while True:
                 self._wanted.wait()

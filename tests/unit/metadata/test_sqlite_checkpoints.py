@@ -128,3 +128,13 @@ def test_a_commit_stands_when_no_thread_can_be_started(
     checkpointer.committed()  # does not raise
     checkpointer.stop()
     assert checkpointer.checkpoints == 0
+
+
+def test_a_database_that_cannot_be_opened_ends_the_thread_and_fails_nothing(
+    tmp_path: Path,
+) -> None:
+    checkpointer = WalCheckpointer(tmp_path / "no such folder" / "db.sqlite3", every_commits=1)
+    checkpointer.committed()  # does not raise; the thread logs and ends
+    checkpointer.committed()
+    checkpointer.stop()
+    assert checkpointer.checkpoints == 0
