@@ -86,6 +86,15 @@ async def _load(c: Connection, transfer_id: str, *, for_update: bool = False) ->
     return None if row is None else _transfer(row)
 
 
+async def _usage(c: Connection, sender: str, since: float) -> Usage:
+    window = usage_window(since)
+    row = await c.fetchrow(
+        _USAGE_SQL, sender, window.since, window.first_full_hour, window.boundary_end
+    )
+    assert row is not None  # scalar sub-queries always answer one row
+    return usage_from_row(row)
+
+
 async def _load_tombstone(c: Connection, transfer_id: str) -> Tombstone | None:
     row = await c.fetchrow("SELECT * FROM tombstones WHERE id = $1", transfer_id)
     return None if row is None else _tombstone(row)
@@ -115,7 +124,6 @@ class PostgresTransferStore(TransferStore):
         # (the key of sender_lock, so the two exclude each other; the commit gives it
         # back): three statements on one pooled connection, where sender_lock's session
         # lock costs a lock and an unlock on a connection of its own around them.
-        window = usage_window(since)
         async with self._db.transaction() as c:
             await c.execute(
                 "SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
@@ -124,12 +132,7 @@ class PostgresTransferStore(TransferStore):
             )
             # A statement of its own after the lock: its snapshot sees every upload of
             # the sender that committed before the lock was granted.
-            row = await c.fetchrow(
-                _USAGE_SQL, transfer.sender, window.since, window.first_full_hour,
-                window.boundary_end,
-            )  # fmt: skip
-            assert row is not None  # scalar sub-queries always answer one row
-            admit(usage_from_row(row))
+            admit(await _usage(c, transfer.sender, since))
             await c.execute(_INSERT_SQL, *transfer_values(transfer), list(transfer.receivers))
 
     async def get(self, transfer_id: str) -> Transfer | None:
@@ -290,12 +293,7 @@ class PostgresTransferStore(TransferStore):
 
     async def usage(self, sender: str, since: float) -> Usage:
         async with self._db.connection() as c:
-            window = usage_window(since)
-            row = await c.fetchrow(
-                _USAGE_SQL, sender, window.since, window.first_full_hour, window.boundary_end
-            )
-        assert row is not None  # scalar sub-queries always answer one row
-        return usage_from_row(row)
+            return await _usage(c, sender, since)
 
     async def bytes_stored(self) -> int:
         async with self._db.connection() as c:

@@ -41,7 +41,7 @@ async def test_reads_grow_for_the_body_and_shrink_back_after() -> None:
 
 
 class _TransportWithoutReadSize:
-    """A transport of an event loop that has no read-size setting (uvloop's, say)."""
+    """A transport that has no read-size setting (not asyncio's selector transport)."""
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return default
