@@ -12,6 +12,7 @@ from aiohttp import web
 
 from geodrop.config import ClusterConfig, ListenAddress
 from geodrop.fileserver import access_handlers, background, blob_handlers, tus_handlers
+from geodrop.fileserver.allocator import keep_freed_buffers
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.links import LinkMeters
 from geodrop.fileserver.metrics import FILE_SERVER_METRICS, FileServerMetrics
@@ -144,6 +145,7 @@ def listen_addresses(server: FileServer) -> list[ListenAddress]:
 
 async def run_file_server(config: ClusterConfig, region_name: str) -> None:
     """Serve one region until SIGINT or SIGTERM (HTTPS on every address when ``tls`` is set)."""
+    keep_freed_buffers()
     ssl_context = config.tls.server_context() if config.tls else None
     server = build_file_server(config, region_name)
     await serve(
