@@ -314,6 +314,50 @@ async def test_a_client_gone_is_a_connection_error(
         sender.close()
 
 
+async def test_a_full_buffer_is_waited_for_without_a_send_that_can_only_fail(
+    tmp_path: Path,
+    connection: tuple[socket.socket, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reader slower than the sender fills the socket's buffer again and again: after a
+    short send the thread waits for room, so no sendfile ends in EAGAIN."""
+    monkeypatch.setattr(sendfile, "ROOM_WAIT_MILLISECONDS", 2000)
+    size = 8 * 1024 * 1024
+    path = tmp_path / "big"
+    path.write_bytes(os.urandom(size))
+    server_end, client_end = connection
+    calls: list[int | None] = []
+    real_sendfile = os.sendfile
+
+    def counted(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        try:
+            sent = real_sendfile(out_fd, in_fd, offset, count)
+        except BlockingIOError:
+            calls.append(None)
+            raise
+        calls.append(sent)
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", counted)
+    received = bytearray()
+
+    def slow() -> None:
+        while len(received) < size:
+            received.extend(client_end.recv(256 * 1024))
+            threading.Event().wait(0.001)
+
+    reader = threading.Thread(target=slow, daemon=True)
+    reader.start()
+    with path.open("rb") as file:
+        sender = SliceSender(server_end, file)
+        assert await asyncio.wait_for(sender.send(0, size), 20) == size
+        sender.close()
+    reader.join(5)
+    assert bytes(received) == path.read_bytes()
+    assert len(calls) > 5  # the buffer filled up again and again
+    assert None not in calls
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
