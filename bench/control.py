@@ -6,7 +6,7 @@ north / telecom, so every answer is a real one:
 
 - locate: `GET /v1/locate` at the directory.
 - upload negotiation: `POST /v1/uploads` at north's access unit (each request creates
-  an upload: a metadata row and an empty upload file, both made durable).
+  an upload: a metadata row, committed durably, and an empty upload file).
 - download negotiation, local: `POST /v1/downloads` at north for a file north holds.
 - download negotiation, cross-region: the same at east's access unit, which asks north
   for the address over the signed server-to-server channel and relays it.

@@ -97,12 +97,13 @@ async def create_final(
         # Taking one upload's lock twice would wait on itself.
         raise BadRequest("Upload-Concat names a partial upload twice")
     # Checked before the locks too, so a plain mistake never waits on a PATCH's lock.
-    request = describe(sum(p.size for p in await _whole_partials(server, sender, partial_ids)))
+    whole = await _whole_partials(server, sender, partial_ids, locked=False)
+    request = describe(sum(p.size for p in whole))
     async with contextlib.AsyncExitStack() as held:
         # Always in the same order, so two final uploads sharing partials cannot deadlock.
         for upload_id in sorted(partial_ids):
             await held.enter_async_context(server.transfers.upload_lock(upload_id))
-        partials = await _whole_partials(server, sender, partial_ids)
+        partials = await _whole_partials(server, sender, partial_ids, locked=True)
         concat = tus.UploadConcat(final=True, partial_ids=tuple(partial_ids))
         final = await uploads.create_upload(
             server,
@@ -157,9 +158,13 @@ def creation_link(server: FileServer, client_carrier: str) -> LinkConfig:
 
 
 async def _whole_partials(
-    server: FileServer, sender: str, partial_ids: Sequence[str]
+    server: FileServer, sender: str, partial_ids: Sequence[str], *, locked: bool
 ) -> list[Transfer]:
-    """The partial uploads ``partial_ids`` of ``sender``, each whole, their sum not too large."""
+    """The partial uploads ``partial_ids`` of ``sender``, each whole, their sum not too large.
+
+    Args:
+        locked: the caller holds the partial uploads' locks.
+    """
     partials = [
         await _own_partial(server, sender, position, upload_id)
         for position, upload_id in enumerate(partial_ids, start=1)
@@ -172,7 +177,7 @@ async def _whole_partials(
             headers={"Tus-Max-Size": str(limit)},
         )
     for position, partial in enumerate(partials, start=1):
-        offset = await server.store.upload_offset(partial.id)
+        offset = await uploads.current_offset(server, partial, locked=locked)
         if offset < partial.size:
             raise Conflict(
                 f"partial upload {position} ({partial.id}) holds {offset} of its"

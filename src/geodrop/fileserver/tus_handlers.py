@@ -229,7 +229,7 @@ async def patch(request: web.Request) -> web.Response:
             return web.Response(status=204, headers=_progress_headers(transfer, transfer.size))
         offset = tus.check_patch(
             length=transfer.size,
-            current_offset=await uploads.current_offset(server, transfer),
+            current_offset=await uploads.current_offset(server, transfer, locked=True),
             offset_header=request.headers.get("Upload-Offset"),
             content_type=request.headers.get("Content-Type"),
             content_length=request.content_length,

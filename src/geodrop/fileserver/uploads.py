@@ -297,16 +297,43 @@ def is_partial(transfer: Transfer) -> bool:
     return concat is not None and not concat.final
 
 
-async def current_offset(server: FileServer, transfer: Transfer) -> int:
-    """How much of an upload the server holds (all of it once complete)."""
+async def current_offset(server: FileServer, transfer: Transfer, *, locked: bool = False) -> int:
+    """How much of an upload the server holds (all of it once complete).
+
+    Args:
+        locked: the caller holds the upload's lock.
+
+    Raises:
+        NotFound, Gone: the upload went while its lost area was being made again.
+    """
     if transfer.state is TransferState.COMPLETE:
         return transfer.size
     try:
         return await server.store.upload_offset(transfer.id)
     except NotFound:
-        # A crash between committing the bytes and recording completion: finish the record.
-        await _record_completion(server, transfer, await _committed_sha256(server, transfer))
-        return transfer.size
+        pass
+    try:
+        digest = await _committed_sha256(server, transfer)
+    except NotFound:
+        # No area and no file: the machine went down before the area's creation reached
+        # the disk (the store does not wait for that: see create_upload). It is made again,
+        # under the upload's lock, so a termination in progress cannot be undone.
+        if locked:
+            return await _make_lost_area_again(server, transfer)
+        async with server.transfers.upload_lock(transfer.id):
+            return await current_offset(server, await find_upload(server, transfer.id), locked=True)
+    # A crash between committing the bytes and recording completion: finish the record.
+    await _record_completion(server, transfer, digest)
+    return transfer.size
+
+
+async def _make_lost_area_again(server: FileServer, transfer: Transfer) -> int:
+    try:
+        await server.store.create_upload(transfer.id)
+    except FileExistsError:
+        return await server.store.upload_offset(transfer.id)
+    logger.warning("upload %s: its area was lost in a crash; it starts again from 0", transfer.id)
+    return 0
 
 
 async def settled_offset(server: FileServer, transfer: Transfer) -> tuple[Transfer, int]:
@@ -328,7 +355,7 @@ async def settled_offset(server: FileServer, transfer: Transfer) -> tuple[Transf
     async with server.transfers.upload_lock(transfer.id):
         transfer = await find_upload(server, transfer.id)
         if transfer.state is TransferState.UPLOADING:
-            offset = await current_offset(server, transfer)
+            offset = await current_offset(server, transfer, locked=True)
             # current_offset finishes the record of a file committed before the crash.
             transfer = await find_upload(server, transfer.id)
             if transfer.state is TransferState.UPLOADING:

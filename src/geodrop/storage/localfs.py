@@ -117,15 +117,17 @@ class LocalBlobStore(BlobStore):
         self.paths.files.mkdir(parents=True, exist_ok=True)
 
     async def create_upload(self, upload_id: str) -> None:
+        # The new name in the uploads folder is not fsynced: nothing in an empty area needs
+        # keeping. Commit makes the folder durable; until then a crash of the machine may
+        # lose the area, and the file server makes it again (uploads.current_offset). As
+        # the open of a small file to send (open_file), making an empty file is done on the
+        # event loop: no data, no flush. Upload negotiations under wrk (64 connections,
+        # alternating runs): with the folder's fsync on a thread ~700 req/s at ~1,550 µs
+        # of CPU each; without the fsync ~770 req/s at ~1,250 µs; on the loop ~930 req/s
+        # at ~1,220 µs.
         path = self.paths.upload(upload_id)
-
-        def create() -> None:
-            with _full_is_insufficient_storage():
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                os.close(fd)
-                _fsync_dir(path.parent)
-
-        await asyncio.to_thread(create)
+        with _full_is_insufficient_storage():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
     async def upload_offset(self, upload_id: str) -> int:
         try:
