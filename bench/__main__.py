@@ -112,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     facts = machine.facts()
     facts["load average at start (1/5/15 min)"] = machine.load_average()
+    cpu_at_start = machine.cpu_times()
     try:
         sections, ok = run_sections(ctx, only, work_root)
     except KeyboardInterrupt:
@@ -120,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(work_root, ignore_errors=True)
     facts["load average at end"] = machine.load_average()
+    facts["CPU time taken by the hypervisor (steal) during the run"] = machine.stolen_share(
+        cpu_at_start, machine.cpu_times()
+    )
     for section in sections:
         facts.update(section.facts)
     command = "make bench QUICK=1" if ctx.quick else "make bench"

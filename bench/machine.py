@@ -51,6 +51,54 @@ def load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
 
 
+def cpu_times() -> tuple[int, int]:
+    """All the cores' time so far and the part of it the hypervisor took (``steal``),
+    in clock ticks, from ``/proc/stat``; (0, 0) where it cannot be read."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0, 0
+    return cpu_times_of(fields)
+
+
+def cpu_times_of(fields: list[str]) -> tuple[int, int]:
+    """:func:`cpu_times` from the ``cpu`` line's fields (user, nice, system, idle,
+    iowait, irq, softirq, steal, guest, guest_nice: guest time is in user already)."""
+    ticks = [int(value) for value in fields[1:9]]
+    if len(ticks) < 8:
+        return 0, 0
+    return sum(ticks), ticks[7]
+
+
+def stolen_share(start: tuple[int, int], end: tuple[int, int]) -> str:
+    """The share of the cores' time the hypervisor took between two :func:`cpu_times`."""
+    total = end[0] - start[0]
+    if total <= 0:
+        return "unknown"
+    return f"{(end[1] - start[1]) / total:.1%}"
+
+
+def proactive_reclaim() -> str:
+    """Whether the kernel pages out memory it thinks cold behind processes' backs (a
+    running DAMON ``pageout`` scheme): their pages then come back through page faults."""
+    kdamonds = Path("/sys/kernel/mm/damon/admin/kdamonds")
+    actions = set()
+    for kdamond in kdamonds.glob("[0-9]*"):
+        try:
+            if (kdamond / "state").read_text().strip() != "on":
+                continue
+        except OSError:
+            continue
+        for action in kdamond.glob("contexts/*/schemes/*/action"):
+            try:
+                actions.add(action.read_text().strip())
+            except OSError:
+                continue
+    if "pageout" in actions:
+        return "on (DAMON pageout)"
+    return "off"
+
+
 def facts() -> dict[str, str]:
     """Everything the report's header shows, in order."""
     nginx = _first_line(["nginx", "-v"])
@@ -71,4 +119,5 @@ def facts() -> dict[str, str]:
         "curl": " ".join(curl.split()[:2]),
         "aria2c": aria2.removeprefix("aria2 version "),
         "wrk": re.sub(r"\s*\[.*$", "", wrk.split(" Copyright")[0]),
+        "proactive memory reclaim": proactive_reclaim(),
     }
