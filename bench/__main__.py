@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from bench import machine
+from bench import cpuaccount, machine
 from bench.context import BenchContext, GiB, MiB
 from bench.report import Section, Target, render, write_report
 from bench.sections import SECTIONS
@@ -111,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started=started,
     )
     facts = machine.facts()
+    facts["server CPU counted by"] = cpuaccount.method()
     facts["load average at start (1/5/15 min)"] = machine.load_average()
     cpu_at_start = machine.cpu_times()
     try:

@@ -213,7 +213,7 @@ def _section(ctx: BenchContext, results: Results) -> Section:
             "Latencies are wrk's `--latency` percentiles; the error column counts non-2xx "
             "answers and socket errors over all rounds (it must be 0: the bench cluster's "
             "rate limits and quotas are set far above this load). Server CPU per request "
-            "is the utime + stime of the answering processes over the run (cross-region: "
+            "is the CPU time of the answering processes over the run (cross-region: "
             "east and north together; nginx: its workers) over the requests answered; wrk "
             "runs on the same two cores.\n",
             markdown_table(

@@ -3,7 +3,7 @@
 The same stored file (geodrop's own copy on disk, page cache warm) is served by all
 three. Clients: curl (one process per stream, body to /dev/null) and aria2c (one process;
 with 8 streams it splits the file into 8 ranged connections; it writes to /dev/shm).
-CPU is the server's own (its process tree's utime + stime over the trial). The kernel's
+CPU is the server's own over the trial (its control group: bench/cpuaccount.py). The kernel's
 count of TCP data segments sent (``TCPOrigDataSent``, all of loopback: the client's
 requests are a handful) gives the bytes each segment carried.
 """
@@ -243,8 +243,8 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
                 ["client", *SIDES, "geodrop / nginx", "sendfile / nginx"],
                 rows,
             ),
-            "Server CPU seconds per GiB sent (`/proc/PID/stat` utime + stime of the "
-            "server's process tree):\n",
+            "Server CPU seconds per GiB sent (all of the server's processes and threads; "
+            "how they are counted is in the machine table):\n",
             markdown_table(["client", *SIDES, "geodrop / nginx"], cpu_rows),
             "The clients' CPU seconds per GiB received (curl or aria2c processes, from "
             "`getrusage`). Over loopback the receiving side's TCP work runs partly in "

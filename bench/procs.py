@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from bench.cpuaccount import CpuAccount, cpu_account
+
 _TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
@@ -132,6 +134,9 @@ class Service:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    # The control group counting its CPU to the microsecond (bench/cpuaccount.py), once
+    # it is up; without one, /proc's clock ticks.
+    account: CpuAccount | None = None
 
     @property
     def pid(self) -> int:
@@ -141,6 +146,9 @@ class Service:
         return process_tree(self.popen.pid)
 
     def cpu_seconds(self) -> float:
+        """CPU seconds of the server and its children so far (compare two readings)."""
+        if self.account is not None:
+            return self.account.seconds()
         return cpu_seconds(self.pids())
 
     def peak_rss_kib(self) -> int:
@@ -169,6 +177,8 @@ class Service:
         # Workers that outlived their master (same session id) go too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+        if self.account is not None:
+            self.account.remove()
 
 
 @dataclass
@@ -209,6 +219,7 @@ class Services:
             return ready()
 
         wait_until(up, name, timeout)
+        service.account = cpu_account(name, service.pids())
         return service
 
     def stop(self, service: Service) -> None:

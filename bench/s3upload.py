@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from bench.context import BenchContext, GiB
+from bench.cpuaccount import cpu_account
 from bench.datafiles import random_file, sha256_of
 from bench.measure import Results, alternate, ratio, ratio_text
 from bench.procs import Service, Services
@@ -114,6 +115,7 @@ def run(ctx: BenchContext) -> Section:
         Services(ctx.work_dir / "logs") as services,
     ):
         store = Service("seaweedfs", seaweedfs.process, seaweedfs.log_dir / "stdout.log")
+        store.account = cpu_account("seaweedfs", store.pids())
         seaweedfs.client().create_bucket(Bucket=BUCKET)
         cluster = Cluster(
             ctx.work_dir / "geodrop",
@@ -128,6 +130,8 @@ def run(ctx: BenchContext) -> Section:
         }
         results = alternate(ctx, "s3 upload", sides, warmup=True)
         peak_rss_mib = north.peak_rss_kib() / 1024
+    if store.account is not None:
+        store.account.remove()
     return _section(ctx, results, peak_rss_mib)
 
 

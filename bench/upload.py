@@ -220,7 +220,7 @@ def _section(ctx: BenchContext, results: Results, sha_rate: float) -> Section:
             "round; after every upload the file is deleted (tus termination for the tus "
             "servers) and the bench calls `sync` outside the timed part, so no side "
             "inherits another's dirty pages. GB/s = file size / time of the data request; "
-            "CPU is the server process tree's utime + stime over the whole trial. sha256 on"
+            "CPU is the server's (all its processes) over the whole trial. sha256 on"
             " one core of this "
             f"machine: {sha_rate:.2f} GB/s.\n",
             markdown_table(["server", "GB/s", "geodrop / this", "server CPU s/GiB"], rows),
