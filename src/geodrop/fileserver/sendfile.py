@@ -147,10 +147,15 @@ class SliceSender:
         # connection's own: it is blocking only while a thread sends a slice, which the
         # event loop does not write to meanwhile (it still reads, on readiness only).
         self._out = socket.socket(fileno=os.dup(sock.fileno()))
-        with contextlib.suppress(OSError):  # no timeout: a thread waits out the slice
+        # Without a send timeout a stalled client could hold a thread for good: then the
+        # thread sends nothing and the event loop sends every slice.
+        self._may_block = True
+        try:
             self._out.setsockopt(
                 socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(ROOM_WAIT_MILLISECONDS)
             )
+        except OSError:
+            self._may_block = False
         self._widened = False
         self._file_fd = file.fileno()
         self._cancelled = threading.Event()
@@ -199,6 +204,8 @@ class SliceSender:
 
     def _send_locked(self, offset: int, count: int) -> int:
         sent = 0
+        if not self._may_block:
+            return sent
         out = self._out.fileno()
         with _blocking(out):
             while sent < count and not self._cancelled.is_set():

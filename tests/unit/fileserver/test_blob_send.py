@@ -257,6 +257,30 @@ async def test_a_client_that_takes_nothing_gets_its_thread_back_and_the_socket_r
         assert not _is_open(duplicate)
 
 
+async def test_without_a_send_timeout_the_thread_leaves_the_slice_to_the_event_loop(
+    tmp_path: Path,
+    connection: tuple[socket.socket, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A blocking send with no timeout could wait for a stalled client for good."""
+    real_setsockopt = socket.socket.setsockopt
+
+    def no_send_timeout(sock: socket.socket, level: int, option: int, value: Any) -> None:
+        if option == socket.SO_SNDTIMEO:
+            raise OSError("not supported here")
+        real_setsockopt(sock, level, option, value)
+
+    monkeypatch.setattr(socket.socket, "setsockopt", no_send_timeout)
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * (16 * 1024 * 1024))
+    server_end, _ = connection  # nobody reads
+    with path.open("rb") as file:
+        sender = SliceSender(server_end, file)
+        assert await asyncio.wait_for(sender.send(0, 16 * 1024 * 1024), 5) == 0
+        assert not os.get_blocking(server_end.fileno())
+        sender.close()
+
+
 async def test_a_cancelled_send_stops_its_thread(
     tmp_path: Path,
     connection: tuple[socket.socket, socket.socket],
