@@ -36,9 +36,13 @@ from geodrop.storage.base import SMALL_FILE_BYTES, StoredBlob
 # the bounds below): a slow download still reports every 8 MiB, while a fast one is not
 # cut into a hundred sendfile calls a GiB, each re-arming asyncio's writer: server CPU
 # per GiB fell 6-23% in A/B runs of 1 and 8 concurrent downloads (bench/download.py).
+# A second a slice keeps the meter within one heartbeat (2 s by default) of the bytes,
+# which its rate average (5 s time constant) smooths anyway; against a quarter of a
+# second, aria2c's 8 ranged streams (~48 -> ~12 slices a GiB) cost the file server 0.102
+# -> 0.090 CPU s/GiB, nginx 0.085 (10 alternating rounds, north restarted with either).
 MIN_SENDFILE_SLICE: Final = 8 * 1024 * 1024
 MAX_SENDFILE_SLICE: Final = 512 * 1024 * 1024
-SLICE_SECONDS: Final = 0.25
+SLICE_SECONDS: Final = 1.0
 # A body this small goes out in one non-blocking sendfile on the event loop when the
 # socket has room for it (it nearly always does): a sender thread's hand-offs cost more
 # than the send (a page-cache read of at most 64 KiB). Measured with the small-file flow

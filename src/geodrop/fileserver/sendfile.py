@@ -82,8 +82,8 @@ _senders = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="se
 
 # The send buffer a client that takes bytes fast gets (widen_send_buffer), at most, and
 # how fast is fast: the buffer (doubled by Linux) then holds at most a quarter of a
-# second of the client's bytes, no more than the link meter already lags by (a slice
-# of blob_handlers is about that long).
+# second of the client's bytes, less than the link meter already lags by (a slice
+# of blob_handlers lasts about a second).
 SEND_BUFFER_BYTES: Final = 8 * 1024 * 1024
 FAST_CLIENT_BYTES_PER_SECOND: Final = 64 * 1024 * 1024
 _WMEM_MAX: Final = Path("/proc/sys/net/core/wmem_max")
