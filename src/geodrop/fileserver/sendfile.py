@@ -170,6 +170,8 @@ class SliceSender:
         Raises:
             ConnectionError: the client went away.
         """
+        if not self._may_block:
+            return 0  # no send timeout (see __init__): the event loop sends the slice
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(_senders, self._send_blocking, offset, count)
@@ -204,8 +206,6 @@ class SliceSender:
 
     def _send_locked(self, offset: int, count: int) -> int:
         sent = 0
-        if not self._may_block:
-            return sent
         out = self._out.fileno()
         with _blocking(out):
             while sent < count and not self._cancelled.is_set():
