@@ -165,10 +165,20 @@ class PostgresDatabase:
             yield connection
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        """A connection of the pool in a transaction that commits when the block ends."""
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[Connection]:
+        """A connection of the pool in a transaction that commits when the block ends.
+
+        Args:
+            durable: the commit returns once it is on disk (the server's own setting).
+                False: without waiting for that (``synchronous_commit = off`` for this
+                transaction only): a crash of the database server may undo it, never
+                its consistency. For the bookkeeping SQLite commits lazily too
+                (geodrop.metadata.sqlite).
+        """
         pool = await self.pool()
         async with pool.acquire() as connection, connection.transaction():
+            if not durable:
+                await connection.execute("SET LOCAL synchronous_commit = off")
             yield connection
 
     async def connect(self) -> asyncpg.Connection[asyncpg.Record]:

@@ -185,7 +185,9 @@ class PostgresTransferStore(TransferStore):
         return [(_transfer(row), row["unannounced_receiver"]) for row in rows]
 
     async def mark_announced_many(self, deliveries: Sequence[tuple[str, str]]) -> None:
-        async with self._db.transaction() as c:
+        # Not durable: lost in a crash, the entries are announced again, and the inbox
+        # keeps one of each.
+        async with self._db.transaction(durable=False) as c:
             await c.executemany(
                 "UPDATE deliveries SET announced = TRUE WHERE transfer_id = $1 AND receiver = $2",
                 deliveries,
@@ -200,7 +202,9 @@ class PostgresTransferStore(TransferStore):
         grace_seconds: float,
         max_downloads: int = 0,
     ) -> Transfer | None:
-        async with self._db.transaction() as c:
+        # A receipt no download limit depends on is not durable: lost in a crash, the file
+        # waits out its retention instead of the grace after delivery.
+        async with self._db.transaction(durable=max_downloads > 0) as c:
             # The transfer's row first: two last receivers finishing at once must not
             # each see the other still waiting.
             transfer = await _load(c, transfer_id, for_update=True)

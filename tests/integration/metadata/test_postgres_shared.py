@@ -467,3 +467,35 @@ async def test_heartbeats_are_shared(inbox_stores: list[PostgresInboxStore]) -> 
         RegionBeat("north", NOW + 1, 2, [{"name": "telecom", "load": 0.25}]),
         RegionBeat("south", NOW + 2, 1, []),
     ]
+
+
+# ---------------------------------------------------------------------------
+# Commits that do not wait for the disk
+
+
+async def test_a_lazy_commit_is_lazy_for_its_own_transaction_only(postgres_dsn: str) -> None:
+    """``durable=False`` turns synchronous_commit off inside its transaction, and the
+    pooled connection's next transactions wait for the disk again."""
+    # The tests' server commits without waiting for the disk (it runs without fsync);
+    # this test's database waits, as a production one does.
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        name = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')
+    finally:
+        await admin.close()
+    store = PostgresTransferStore(postgres_dsn, pool_size=1)
+    database = store._db
+    show = "SHOW synchronous_commit"
+    try:
+        async with database.transaction() as c:
+            assert await c.fetchval(show) == "on"
+        async with database.transaction(durable=False) as c:
+            assert await c.fetchval(show) == "off"
+        # The pool has one connection: the same one, back to the server's setting.
+        async with database.transaction() as c:
+            assert await c.fetchval(show) == "on"
+        async with database.connection() as c:
+            assert await c.fetchval(show) == "on"
+    finally:
+        await store.close()

@@ -306,6 +306,32 @@ async def test_data_survives_close_and_reopen(open_transfer_store: TransferOpene
         await reopened.close()
 
 
+async def test_sqlite_bookkeeping_commits_do_not_wait_for_the_disk(tmp_path: Path) -> None:
+    """Announcement marks and receipts no download limit depends on are not durable;
+    the record of an upload and a counted download under a limit are."""
+    store = SqliteTransferStore(tmp_path / "transfers.sqlite3")
+    try:
+        await store.create(transfer(ID))
+        await store.complete(ID, SHA, NOW + 1, NOW + 5000)
+        assert store._db._durable_commits
+
+        await store.mark_announced_many([(ID, "bob"), (ID, "carol")])
+        assert not store._db._durable_commits
+
+        await store.mark_received(ID, "bob", NOW + 2, grace_seconds=60, max_downloads=2)
+        assert store._db._durable_commits
+
+        await store.mark_received(ID, "carol", NOW + 3, grace_seconds=60)
+        assert not store._db._durable_commits
+        deliveries = await store.deliveries(ID)
+        assert [(d.announced, d.received_at) for d in deliveries] == [
+            (True, NOW + 2),
+            (True, NOW + 3),
+        ]
+    finally:
+        await store.close()
+
+
 # ---------------------------------------------------------------------------
 # Upload locks
 
