@@ -152,7 +152,7 @@ class SliceSender:
         self._may_block = True
         try:
             self._out.setsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(ROOM_WAIT_MILLISECONDS)
+                socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(ROOM_WAIT_MILLISECONDS)
             )
         except OSError:
             self._may_block = False
@@ -207,7 +207,7 @@ class SliceSender:
     def _send_locked(self, offset: int, count: int) -> int:
         sent = 0
         out = self._out.fileno()
-        with _blocking(out):
+        with blocking(out):
             while sent < count and not self._cancelled.is_set():
                 try:
                     n = os.sendfile(out, self._file_fd, offset + sent, count - sent)
@@ -221,13 +221,13 @@ class SliceSender:
         return sent
 
 
-def _timeval(milliseconds: int) -> bytes:
+def timeval(milliseconds: int) -> bytes:
     """A ``struct timeval`` for socket timeouts."""
     return struct.pack("ll", milliseconds // 1000, milliseconds % 1000 * 1000)
 
 
 @contextlib.contextmanager
-def _blocking(fd: int) -> Iterator[None]:
+def blocking(fd: int) -> Iterator[None]:
     """Make the socket blocking while the block runs, non-blocking again after."""
     os.set_blocking(fd, True)
     try:

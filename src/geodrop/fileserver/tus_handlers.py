@@ -16,6 +16,7 @@ from geodrop.errors import BadRequest, PayloadTooLarge
 from geodrop.fileserver import concatenation, uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.metrics import Direction, metered_transfer
+from geodrop.fileserver.recvfile import body_taken, take_over_body
 from geodrop.fileserver.transferurls import arrival_link, link_for, signed_url, verified_grant
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import signing, tus
@@ -131,10 +132,7 @@ async def create(request: web.Request) -> web.Response:
             # rather than hold quota until expiry (a tombstone stays, as for any termination).
             await uploads.terminate(server, transfer)
             raise
-    return web.Response(
-        status=201,
-        headers={"Location": url.url, **_progress_headers(transfer, offset)},
-    )
+    return _answer(request, 201, {"Location": url.url, **_progress_headers(transfer, offset)})
 
 
 async def _create_whole(
@@ -208,8 +206,22 @@ async def _receive(
     checksum = tus.parse_checksum(checksum_header) if checksum_header is not None else None
     with metered_transfer(request, link, Direction.UPLOAD), larger_reads(request):
         return await uploads.receive(
-            server, transfer, offset, request.content.iter_any(), link, checksum
+            server,
+            transfer,
+            offset,
+            request.content.iter_any(),
+            link,
+            checksum,
+            take_over=partial(take_over_body, request),
         )
+
+
+def _answer(request: web.Request, status: int, headers: Mapping[str, str]) -> web.Response:
+    """The answer to a tus request; it closes the connection if its body was taken from it."""
+    response = web.Response(status=status, headers=headers)
+    if body_taken(request):
+        response.force_close()
+    return response
 
 
 async def patch(request: web.Request) -> web.Response:
@@ -236,7 +248,7 @@ async def patch(request: web.Request) -> web.Response:
         )
         new_offset = await _receive(server, request, transfer, offset, link)
     done = await uploads.find_upload(server, upload_id)
-    return web.Response(status=204, headers=_progress_headers(done, new_offset))
+    return _answer(request, 204, _progress_headers(done, new_offset))
 
 
 async def terminate(request: web.Request) -> web.Response:

@@ -7,10 +7,10 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from geodrop.errors import (
     BadRequest,
@@ -21,13 +21,17 @@ from geodrop.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from geodrop.fileserver import quota, retention
+from geodrop.fileserver import quota, recvfile, retention
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.quota import check_quota
 from geodrop.fileserver.streamhash import StreamSha256
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import tus, usertokens
 from geodrop.protocol.fileid import new_file_id, parse_file_id
+from geodrop.storage.base import UploadWriter, full_is_insufficient_storage
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 logger = logging.getLogger(__name__)
 
@@ -390,9 +394,15 @@ async def receive(
     body: AsyncIterator[bytes],
     link: str,
     checksum: tuple[str, bytes] | None,
+    take_over: Callable[[], recvfile.TakenBody | None] | None = None,
 ) -> int:
     """Append a PATCH body at ``offset``; complete the upload if it is now whole (a whole
     partial upload waits for its final upload instead).
+
+    Args:
+        body: the body's chunks, as the request's stream gives them.
+        take_over: asked, when the store writes to a local file, to take the body from
+            the connection instead (recvfile.py); None, or its None, reads ``body``.
 
     Returns:
         The new offset.
@@ -407,41 +417,99 @@ async def receive(
         raise Conflict("this upload is already complete")
     hasher = hashlib.new(checksum[0]) if checksum else None
     # A request that carries the upload from offset 0 hashes the whole file as it
-    # arrives, so completion need not read it back: a big one on a thread of its own,
-    # beside the event loop (streamhash.py).
+    # arrives, so completion need not read it back, on a thread of its own beside the
+    # event loop (streamhash.py, recvfile.py).
     partial = is_partial(transfer)
-    whole = StreamSha256() if offset == 0 and not partial else None
+    hash_whole = offset == 0 and not partial
+    room = transfer.size - offset
+    async with server.store.open_writer(transfer.id, offset) as writer:
+        fd = writer.local_fd()
+        taken = take_over() if take_over is not None and fd is not None else None
+        if taken is not None and fd is not None:
+            digest = await _receive_taken(server, writer, fd, taken, room, link, hasher, hash_whole)
+        else:
+            digest = await _receive_chunks(server, writer, body, room, link, hasher, hash_whole)
+        if (
+            checksum is not None
+            and hasher is not None
+            and not hmac.compare_digest(hasher.digest(), checksum[1])
+        ):
+            await writer.rollback(offset)
+            raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
+        new_offset = writer.offset
+    if new_offset == transfer.size and not partial:
+        await complete(server, transfer, digest)
+    return new_offset
+
+
+async def _receive_chunks(
+    server: FileServer,
+    writer: UploadWriter,
+    body: AsyncIterator[bytes],
+    room: int,
+    link: str,
+    hasher: _Hash | None,
+    hash_whole: bool,
+) -> str | None:
+    """Write the body's chunks; the file's sha256 if hashed whole and now complete."""
+    whole = StreamSha256() if hash_whole else None
+    start = writer.offset
     try:
-        async with server.store.open_writer(transfer.id, offset) as writer:
-            room = transfer.size - offset
-            async for chunk in body:
-                if len(chunk) > room:
-                    # A body without Content-Length (chunked) that runs past the declared
-                    # length: the whole request is refused, as it would have been up front.
-                    await writer.rollback(offset)
-                    raise PayloadTooLarge("more bytes than the declared Upload-Length")
-                room -= len(chunk)
-                await writer.write(chunk)
-                server.meters.received(link, len(chunk))
-                if hasher is not None:
-                    hasher.update(chunk)
-                if whole is not None:
-                    await whole.update(chunk)
-            if (
-                checksum is not None
-                and hasher is not None
-                and not hmac.compare_digest(hasher.digest(), checksum[1])
-            ):
-                await writer.rollback(offset)
-                raise ChecksumMismatch("the chunk does not match its Upload-Checksum")
-            new_offset = writer.offset
-        if new_offset == transfer.size and not partial:
-            digest = await whole.hexdigest() if whole is not None else None
-            await complete(server, transfer, digest)
+        async for chunk in body:
+            if len(chunk) > room:
+                # A body without Content-Length (chunked) that runs past the declared
+                # length: the whole request is refused, as it would have been up front.
+                await writer.rollback(start)
+                raise PayloadTooLarge("more bytes than the declared Upload-Length")
+            room -= len(chunk)
+            await writer.write(chunk)
+            server.meters.received(link, len(chunk))
+            if hasher is not None:
+                hasher.update(chunk)
+            if whole is not None:
+                await whole.update(chunk)
+        return await whole.hexdigest() if whole is not None and room == 0 else None
     finally:
         if whole is not None:
             whole.close()
-    return new_offset
+
+
+async def _receive_taken(
+    server: FileServer,
+    writer: UploadWriter,
+    fd: int,
+    taken: recvfile.TakenBody,
+    room: int,
+    link: str,
+    hasher: _Hash | None,
+    hash_whole: bool,
+) -> str | None:
+    """Write a body taken from its connection (recvfile.py); as :func:`_receive_chunks`."""
+    if len(taken.buffered) + taken.remaining > room:
+        raise PayloadTooLarge("more bytes than the declared Upload-Length")
+    whole = hashlib.sha256() if hash_whole else None
+    hashes = [sha for sha in (hasher, whole) if sha is not None]
+    if taken.buffered:
+        await writer.write(taken.buffered)
+        server.meters.received(link, len(taken.buffered))
+        for sha in hashes:
+            sha.update(taken.buffered)
+    remaining = taken.remaining
+
+    def written(count: int) -> None:
+        writer.wrote(count)
+        server.meters.received(link, count)
+
+    with recvfile.receiving(taken.sock, fd, hashes, written) as receiver:
+        while remaining:
+            with full_is_insufficient_storage():
+                remaining -= await receiver.receive(min(remaining, recvfile.SLICE_BYTES))
+        await receiver.hashed()
+    return (
+        whole.hexdigest()
+        if whole is not None and room == len(taken.buffered) + taken.remaining
+        else None
+    )
 
 
 async def complete(server: FileServer, transfer: Transfer, digest: str | None = None) -> Transfer:

@@ -9,10 +9,13 @@ half-written is ever visible as a file.
 
 from __future__ import annotations
 
+import errno
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import BinaryIO, Final
+
+from geodrop.errors import InsufficientStorage
 
 # What :meth:`BlobStore.free_bytes` answers when the backend cannot tell (an object store
 # reports no free space): large enough that negotiation never refuses on it, and
@@ -26,6 +29,22 @@ UNKNOWN_FREE_BYTES: Final = 1 << 62
 # flow of bench/smallfiles.py (4 KiB files, two regions): a hop fewer per download
 # raised transactions/s by about a tenth.
 SMALL_FILE_BYTES: Final = 64 * 1024
+
+# A full file system, or the storage user's disk quota reached: the region is full (507).
+_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextmanager
+def full_is_insufficient_storage() -> Iterator[None]:
+    """Inside the block, a file system that is full raises :class:`InsufficientStorage`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL_ERRNOS:
+            raise InsufficientStorage(
+                "this region's storage is full; what was stored is kept, retry later"
+            ) from None
+        raise
 
 
 class UploadWriter(ABC):
@@ -44,6 +63,15 @@ class UploadWriter(ABC):
     @abstractmethod
     async def rollback(self, offset: int) -> None:
         """Discard what was written past ``offset`` (a chunk that failed its checksum)."""
+
+    def local_fd(self) -> int | None:
+        """The upload's open file, positioned at ``offset``, for writes that bypass
+        :meth:`write` (each reported with :meth:`wrote`); None where there is none."""
+        return None
+
+    def wrote(self, count: int) -> None:
+        """``count`` bytes were written to :meth:`local_fd` at ``offset``."""
+        raise NotImplementedError(f"{type(self).__name__} has no local file")
 
 
 class StoredBlob(ABC):

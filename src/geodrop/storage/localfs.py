@@ -7,33 +7,24 @@ import errno
 import hashlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from geodrop.errors import InsufficientStorage, NotFound, OffsetMismatch
-from geodrop.storage.base import BlobStore, StoredBlob, UploadWriter
+from geodrop.errors import NotFound, OffsetMismatch
+from geodrop.storage.base import (
+    BlobStore,
+    StoredBlob,
+    UploadWriter,
+    full_is_insufficient_storage,
+)
 from geodrop.storage.paths import StoragePaths
 from geodrop.storage.writeback import start_writeback
 
 _READ_CHUNK: Final = 1024 * 1024
 # An upload's bytes are sent on to the disk every this many (see writeback.py).
 WRITEBACK_BYTES: Final = 8 * 1024 * 1024
-# A full file system, or the storage user's disk quota reached: the region is full (507).
-_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-@contextmanager
-def _full_is_insufficient_storage() -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno in _FULL_ERRNOS:
-            raise InsufficientStorage(
-                "this region's storage is full; what was stored is kept, retry later"
-            ) from None
-        raise
 
 
 class _LocalWriter(UploadWriter):
@@ -51,13 +42,19 @@ class _LocalWriter(UploadWriter):
         # was 35-40% faster than a thread hop per chunk. No fsync here.
         view = memoryview(data)
         try:
-            with _full_is_insufficient_storage():
+            with full_is_insufficient_storage():
                 while view:
                     written = os.write(self._fd, view)
                     view = view[written:]
         finally:
             # What was written stays, a short write's prefix included: it is the offset.
-            self.offset += len(data) - len(view)
+            self.wrote(len(data) - len(view))
+
+    def local_fd(self) -> int:
+        return self._fd
+
+    def wrote(self, count: int) -> None:
+        self.offset += count
         if self.offset - self._written_back >= WRITEBACK_BYTES and (
             self._writeback is None or self._writeback.done()
         ):
@@ -126,7 +123,7 @@ class LocalBlobStore(BlobStore):
         # of CPU each; without the fsync ~770 req/s at ~1,250 µs; on the loop ~930 req/s
         # at ~1,220 µs.
         path = self.paths.upload(upload_id)
-        with _full_is_insufficient_storage():
+        with full_is_insufficient_storage():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
     async def upload_offset(self, upload_id: str) -> int:
@@ -179,7 +176,7 @@ class LocalBlobStore(BlobStore):
         def commit() -> None:
             # Out of space here (a new fan-out folder, delayed allocation at fsync), the
             # upload stays whole in its area and is committed when next asked.
-            with _full_is_insufficient_storage():
+            with full_is_insufficient_storage():
                 fd = os.open(source, os.O_RDONLY)
                 try:
                     os.fsync(fd)
@@ -196,7 +193,7 @@ class LocalBlobStore(BlobStore):
         def store() -> None:
             # One thread hop for what an upload does in four (create, open, close, commit),
             # written beside its final name: one folder to make durable, not two.
-            with _full_is_insufficient_storage():
+            with full_is_insufficient_storage():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
@@ -219,7 +216,7 @@ class LocalBlobStore(BlobStore):
         sources = [self.paths.upload(partial_id) for partial_id in partial_ids]
 
         def copy_all() -> None:
-            with _full_is_insufficient_storage():
+            with full_is_insufficient_storage():
                 fd = os.open(target, os.O_WRONLY)
                 try:
                     try:
