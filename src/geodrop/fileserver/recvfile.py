@@ -51,9 +51,11 @@ BYTE_WAIT_MILLISECONDS: Final = 20
 # one is not worth the connection it costs.
 DIRECT_BODY_BYTES: Final = 8 * 1024 * 1024
 # One recv_into / write / hash unit, and how many of them one body has in flight
-# between receiving and hashing: the memory a body holds.
+# between receiving and hashing: the memory a body being received holds. bench/upload.py
+# (1 GiB, one PATCH): 2 buffers of 1 MiB 0.93-1.15 GB/s, 3 1.22-1.27, 4 1.09-1.24;
+# bench/memory.py's 8 transfers at once: north's peak RSS 80, 87-90 and 97 MiB.
 BUFFER_BYTES: Final = 1024 * 1024
-BUFFERS: Final = 4
+BUFFERS: Final = 3
 
 # A receiving thread hands its slice back after this long, so the link meters and a
 # cancelled request hear of it at least this often.
@@ -234,8 +236,13 @@ class BodyReceiver:
                 done.error = ConnectionResetError(
                     "the client closed the connection before the body's end"
                 )
-            if done.error is not None or filled < len(view) or time.monotonic() > deadline:
-                break  # failed; or the client stalled (the event loop waits); or time's up
+            if done.error is not None or filled < len(view):
+                # Failed, or the client stalled: the event loop waits for it, the body
+                # holding no buffer meanwhile.
+                self._hashing.shrink()
+                break
+            if time.monotonic() > deadline:
+                break
         return done
 
 
@@ -265,13 +272,18 @@ def _fill(sock: socket.socket, view: memoryview, *, wait: bool) -> tuple[int, bo
 
 
 class _HashPipeline:
-    """A thread hashing written buffers in order, handing each back once hashed."""
+    """A thread hashing written buffers in order, handing each back once hashed.
+
+    Buffers are made when a slice needs them, up to :data:`BUFFERS`, and dropped when
+    a slice ends because its client stalled (:meth:`shrink`): a body waited for on the
+    event loop holds none, so memory goes with the bodies being received, not with
+    the bodies open.
+    """
 
     def __init__(self, hashes: Sequence[_Hash]) -> None:
         self._hashes = tuple(hashes)
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(BUFFERS):
-            self._free.put(bytearray(BUFFER_BYTES))
+        self._made = 0  # buffers in use, free or being hashed (the receiving side's count)
         self._filled: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
@@ -279,7 +291,22 @@ class _HashPipeline:
 
     def free_buffer(self) -> bytearray:
         """A buffer to receive into (waits while all are still being hashed)."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            if self._made < BUFFERS:
+                self._made += 1
+                return bytearray(BUFFER_BYTES)
         return self._free.get()
+
+    def shrink(self) -> None:
+        """Drop the buffers not being hashed (those are dropped at the next shrink)."""
+        while True:
+            try:
+                self._free.get_nowait()
+            except queue.Empty:
+                return
+            self._made -= 1
 
     def give_back(self, buffer: bytearray) -> None:
         self._free.put(buffer)

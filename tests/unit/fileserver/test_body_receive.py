@@ -151,3 +151,28 @@ async def test_a_cancelled_receive_lets_go_at_once_and_writes_nothing_more(
     finally:
         os.close(fd)
     assert (tmp_path / "upload").read_bytes() == first
+
+
+def test_buffers_are_made_when_needed_and_dropped_once_idle() -> None:
+    """A body waited for on the event loop holds no buffer (recvfile._HashPipeline)."""
+    sha = hashlib.sha256()
+    pipeline = recvfile._HashPipeline([sha])
+    try:
+        first, second = pipeline.free_buffer(), pipeline.free_buffer()
+        assert pipeline._made == 2
+        pipeline.give_back(first)
+        pipeline.shrink()
+        assert pipeline._made == 1
+        second[:5] = b"hello"
+        pipeline.hash(second, 5)
+        pipeline.drain()
+        pipeline.shrink()
+        assert pipeline._made == 0
+        assert sha.digest() == hashlib.sha256(b"hello").digest()
+        # Never more than BUFFERS at once: the next one waits for one to be hashed.
+        held = [pipeline.free_buffer() for _ in range(recvfile.BUFFERS)]
+        assert pipeline._made == recvfile.BUFFERS
+        for buffer in held:
+            pipeline.give_back(buffer)
+    finally:
+        pipeline.stop()
