@@ -140,3 +140,31 @@ async def test_a_big_body_that_is_not_the_negotiated_file_starts_over(
         url = upload["upload_url"]
         await _patch_whole(alice, url, big_file, 460)
         assert await tus_offset(alice, url) == 0
+
+
+async def test_a_big_creation_body_longer_than_its_upload_is_refused_and_answered(
+    cluster: Cluster, big_file: LocalFile
+) -> None:
+    """A body that does not fit its upload is not taken from the connection: it is
+    refused the usual way (413), and the client hears it."""
+    metadata = ",".join(
+        f"{key} {base64.b64encode(value.encode()).decode()}"
+        for key, value in (("filename", "big.bin"), ("receivers", "bob"))
+    )
+    headers = {
+        "Tus-Resumable": "1.0.0",
+        "Upload-Length": str(SIZE - 1),
+        "Upload-Metadata": metadata,
+        "Content-Type": "application/offset+octet-stream",
+        "Content-Length": str(SIZE),
+    }
+    async with (
+        session_from(client_address("north", "telecom"), user_token("alice")) as alice,
+        alice.post(
+            cluster.access_url("north") + "/tus",
+            data=file_chunks(big_file.path, 0, SIZE),
+            headers=headers,
+        ) as refused,
+    ):
+        assert refused.status == 413, await refused.text()
+        assert (await refused.json())["error"]["code"] == "too_large"

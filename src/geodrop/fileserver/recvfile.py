@@ -77,17 +77,18 @@ class TakenBody:
     remaining: int  # how many bytes of it are still to come
 
 
-def take_over_body(request: web.Request) -> TakenBody | None:
+def take_over_body(request: web.Request, room: int) -> TakenBody | None:
     """Stop the event loop reading ``request``'s connection, and hand its body over.
 
-    None (nothing changes) for a body under :data:`DIRECT_BODY_BYTES` or of unknown
-    length, or a connection that is not a plain socket (TLS, a test client). Otherwise
-    the connection is closed after the answer, and aiohttp neither reads nor waits for
-    the rest of the body.
+    None (nothing changes) for a body under :data:`DIRECT_BODY_BYTES`, of unknown length
+    or longer than ``room`` (refused the usual way, its connection kept), or on a
+    connection that is not a plain socket (TLS, a test client). Otherwise the connection
+    is closed after the answer, and aiohttp neither reads nor waits for the rest of the
+    body.
     """
     transport = request.transport
     length = request.content_length
-    if transport is None or length is None or length < DIRECT_BODY_BYTES:
+    if transport is None or length is None or not DIRECT_BODY_BYTES <= length <= room:
         return None
     sock: Socket | None = transport.get_extra_info("socket")
     if sock is None or transport.get_extra_info("sslcontext") is not None:

@@ -394,7 +394,7 @@ async def receive(
     body: AsyncIterator[bytes],
     link: str,
     checksum: tuple[str, bytes] | None,
-    take_over: Callable[[], recvfile.TakenBody | None] | None = None,
+    take_over: Callable[[int], recvfile.TakenBody | None] | None = None,
 ) -> int:
     """Append a PATCH body at ``offset``; complete the upload if it is now whole (a whole
     partial upload waits for its final upload instead).
@@ -402,7 +402,8 @@ async def receive(
     Args:
         body: the body's chunks, as the request's stream gives them.
         take_over: asked, when the store writes to a local file, to take the body from
-            the connection instead (recvfile.py); None, or its None, reads ``body``.
+            the connection instead if it fits the room left (recvfile.py); None, or its
+            None, reads ``body``.
 
     Returns:
         The new offset.
@@ -424,7 +425,7 @@ async def receive(
     room = transfer.size - offset
     async with server.store.open_writer(transfer.id, offset) as writer:
         fd = writer.local_fd()
-        taken = take_over() if take_over is not None and fd is not None else None
+        taken = take_over(room) if take_over is not None and fd is not None else None
         if taken is not None and fd is not None:
             digest = await _receive_taken(server, writer, fd, taken, room, link, hasher, hash_whole)
         else:
