@@ -13,9 +13,11 @@ the raw ceiling 0.69-0.71x -> 0.77-0.80x; north's peak RSS with 8 uploads at onc
 77 MiB.
 
 aiohttp still pauses reading once its buffer is full, so a connection holds at most
-about one read more than before. geodrop runs on asyncio's own event loop (DESIGN.md §5:
-another loop would cost aiohttp its kernel sendfile); a transport without this setting
-is left to read as it always does.
+about one read more than before. A tus body of 8 MiB or more on a plain socket to local
+storage is not read through aiohttp at all (fileserver/recvfile.py); this serves the
+rest (smaller bodies, chunked ones, TLS, object storage). geodrop runs on asyncio's own
+event loop (DESIGN.md §5: another loop would cost aiohttp its kernel sendfile); a
+transport without this setting is left to read as it always does.
 """
 
 from __future__ import annotations
