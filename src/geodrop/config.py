@@ -185,6 +185,9 @@ class LimitsConfig:
     max_downloads: int  # per file; 0: no limit
     # How often a file server looks for expired transfers to delete.
     sweep_interval_seconds: float = 30.0
+    # An upload body that brings no byte for this long ends, what came of it kept, so
+    # the upload's lock is let go and its client can resume from a new connection.
+    body_idle_seconds: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -723,6 +726,7 @@ def parse_config(data: Mapping[str, Any], base: Path) -> ClusterConfig:
         received_grace_seconds=limits_table.integer("received_grace_seconds", 3600, minimum=0),
         max_downloads=limits_table.integer("max_downloads", 0, minimum=0),
         sweep_interval_seconds=limits_table.number("sweep_interval_seconds", 30.0),
+        body_idle_seconds=limits_table.integer("body_idle_seconds", 60, minimum=1),
     )
     limits_table.finish()
     for i, region in enumerate(regions):

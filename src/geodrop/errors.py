@@ -112,6 +112,11 @@ class UnsupportedTusVersion(PreconditionFailed):
     code = "unsupported_tus_version"
 
 
+class BodyStalled(ConnectionError):
+    """A request body brought no byte for ``limits.body_idle_seconds``: handled as a
+    connection lost (what arrived is kept; the client resumes from a new one)."""
+
+
 class PayloadTooLarge(GeodropError):
     status = 413
     code = "too_large"

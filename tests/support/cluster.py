@@ -98,6 +98,8 @@ class Cluster:
     heartbeat_timeout: float = 1.5
     extra_links: Sequence[ExtraLink] = ()
     extra_toml: str = ""
+    # More keys of the [limits] table (TOML lines).
+    limits_toml: str = ""
     # More lines of the ``[keys]`` table (key ids, previous keys, audience, issuer).
     keys_toml: str = ""
     # HTTPS on every listener with this certificate (valid for every address of ``hosts``).
@@ -166,6 +168,7 @@ class Cluster:
             f'[keys]\nuser_token = "{USER_KEY}"\npeer = "{PEER_KEY}"\nurl_signing = "{URL_KEY}"\n',
             self.keys_toml,
             "[limits]\nmax_file_size = 209715200\nsigned_url_ttl_seconds = 600\n",
+            self.limits_toml,
             self.tls_toml(),
             '[geo]\ndefault_region = "north"\ndefault_carrier = "any"\n',
         ]

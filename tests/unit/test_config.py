@@ -139,6 +139,7 @@ def test_optional_sections_take_their_defaults(document: Document) -> None:
 
     assert config.limits.max_file_size == 10 * 1024**3
     assert config.limits.retention_seconds == 7 * 24 * 3600
+    assert config.limits.body_idle_seconds == 60
     assert config.heartbeat_interval_seconds == 2.0
     assert config.directory.heartbeat_timeout_seconds == 10.0
     assert config.regions[0].links[0].capacity_mbps == 1000.0
@@ -340,6 +341,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[Document], None], str]] = [
     ),
     ("float count", _set("limits.max_receivers", 2.5), "limits.max_receivers"),
     ("zero count", _set("limits.max_receivers", 0), "limits.max_receivers"),
+    ("no body idle time", _set("limits.body_idle_seconds", 0), "limits.body_idle_seconds"),
     ("negative headroom", _set("limits.min_free_bytes", -1), "limits.min_free_bytes"),
     ("number as key", _set("keys.peer", 12345678901234567890123456789012345), "keys.peer"),
     ("table as string", _set("directory", "http://127.0.0.1:7700"), "directory"),

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
+from geodrop.errors import BodyStalled
 from geodrop.fileserver.sendfile import Socket, blocking, timeval
 
 if TYPE_CHECKING:
@@ -123,12 +124,19 @@ class BodyReceiver:
         hashes: updated with every byte received, in order, on a thread of their own.
         written: told, on the event loop, of the bytes each slice wrote to the file,
             a slice that failed part way included.
+        idle_seconds: how long the client may send nothing (:class:`BodyStalled` after).
     """
 
     def __init__(
-        self, sock: Socket, fd: int, hashes: Sequence[_Hash], written: Callable[[int], None]
+        self,
+        sock: Socket,
+        fd: int,
+        hashes: Sequence[_Hash],
+        written: Callable[[int], None],
+        idle_seconds: float,
     ) -> None:
         self._written = written
+        self._idle_seconds = idle_seconds
         # Duplicates: the descriptors the threads use cannot be closed and reused under
         # them; both are closed once no thread uses them (close).
         self._in = socket.socket(fileno=os.dup(sock.fileno()))
@@ -151,6 +159,7 @@ class BodyReceiver:
 
         Raises:
             ConnectionResetError: the client closed the connection before the body's end.
+            BodyStalled: it sent nothing for ``idle_seconds``.
             OSError: the file could not be written (what was written stays).
         """
         loop = asyncio.get_running_loop()
@@ -200,7 +209,10 @@ class BodyReceiver:
 
         loop.add_reader(fd, heard)
         try:
-            await ready
+            async with asyncio.timeout(self._idle_seconds):
+                await ready
+        except TimeoutError:
+            raise BodyStalled(f"the body brought no byte for {self._idle_seconds:g} s") from None
         finally:
             loop.remove_reader(fd)
 
@@ -350,10 +362,14 @@ class _HashPipeline:
 
 @contextlib.contextmanager
 def receiving(
-    sock: Socket, fd: int, hashes: Sequence[_Hash], written: Callable[[int], None]
+    sock: Socket,
+    fd: int,
+    hashes: Sequence[_Hash],
+    written: Callable[[int], None],
+    idle_seconds: float,
 ) -> Iterator[BodyReceiver]:
     """A :class:`BodyReceiver` for the block, closed after it."""
-    receiver = BodyReceiver(sock, fd, hashes, written)
+    receiver = BodyReceiver(sock, fd, hashes, written, idle_seconds)
     try:
         yield receiver
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from geodrop.errors import (
     BadRequest,
+    BodyStalled,
     ChecksumMismatch,
     Conflict,
     Gone,
@@ -456,7 +458,7 @@ async def _receive_chunks(
     whole = StreamSha256() if hash_whole else None
     start = writer.offset
     try:
-        async for chunk in body:
+        async for chunk in _until_stalled(body, server.config.limits.body_idle_seconds):
             if len(chunk) > room:
                 # A body without Content-Length (chunked) that runs past the declared
                 # length: the whole request is refused, as it would have been up front.
@@ -473,6 +475,20 @@ async def _receive_chunks(
     finally:
         if whole is not None:
             whole.close()
+
+
+async def _until_stalled(body: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """``body``'s chunks, ending with :class:`BodyStalled` after ``seconds`` without one."""
+    chunks = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise BodyStalled(f"the body brought no byte for {seconds:g} s") from None
+        yield chunk
 
 
 async def _receive_taken(
@@ -501,7 +517,8 @@ async def _receive_taken(
         writer.wrote(count)
         server.meters.received(link, count)
 
-    with recvfile.receiving(taken.sock, fd, hashes, written) as receiver:
+    idle = server.config.limits.body_idle_seconds
+    with recvfile.receiving(taken.sock, fd, hashes, written, idle) as receiver:
         while remaining:
             with full_is_insufficient_storage():
                 remaining -= await receiver.receive(min(remaining, recvfile.SLICE_BYTES))

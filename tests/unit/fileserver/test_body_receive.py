@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from geodrop.errors import BodyStalled
 from geodrop.fileserver import recvfile
+
+IDLE = 60.0  # seconds a client may send nothing
 
 
 @pytest.fixture
@@ -60,7 +63,7 @@ async def test_a_body_is_written_and_hashed_as_it_arrives(
     told: list[int] = []
     try:
         _send_later(client, [body], 0, close=False)
-        with recvfile.receiving(server, fd, [sha, md5], told.append) as receiver:
+        with recvfile.receiving(server, fd, [sha, md5], told.append, IDLE) as receiver:
             await _receive_all(receiver, len(body))
     finally:
         os.close(fd)
@@ -82,7 +85,7 @@ async def test_a_client_that_pauses_is_waited_for_without_a_thread(
     try:
         # Each pause is longer than a thread waits for bytes: the slice comes back.
         _send_later(client, parts, recvfile.BYTE_WAIT_MILLISECONDS / 1000 * 3, close=False)
-        with recvfile.receiving(server, fd, [], lambda n: None) as receiver:
+        with recvfile.receiving(server, fd, [], lambda n: None, IDLE) as receiver:
             remaining = sum(map(len, parts))
             while remaining:
                 got = await receiver.receive(remaining)
@@ -104,7 +107,7 @@ async def test_a_closed_connection_is_an_error_after_what_came_is_counted(
     try:
         _send_later(client, [sent], 0, close=True)
         with (
-            recvfile.receiving(server, fd, [], told.append) as receiver,
+            recvfile.receiving(server, fd, [], told.append, IDLE) as receiver,
             pytest.raises(ConnectionResetError),
         ):
             await _receive_all(receiver, len(sent) + 1000)
@@ -131,7 +134,7 @@ async def test_a_cancelled_receive_lets_go_at_once_and_writes_nothing_more(
     first = os.urandom(100_000)
     fd = os.open(tmp_path / "upload", os.O_WRONLY | os.O_CREAT)
     try:
-        with recvfile.receiving(server, fd, [], lambda n: None) as receiver:
+        with recvfile.receiving(server, fd, [], lambda n: None, IDLE) as receiver:
             if not thread_waits:
                 client.sendall(first)
                 assert await receiver.receive(10 * recvfile.BUFFER_BYTES) == len(first)
@@ -176,3 +179,27 @@ def test_buffers_are_made_when_needed_and_dropped_once_idle() -> None:
             pipeline.give_back(buffer)
     finally:
         pipeline.stop()
+
+
+async def test_a_client_that_sends_nothing_for_too_long_ends_the_body(
+    connection: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    """What came is kept and counted; then the body ends (BodyStalled), so the upload's
+    lock is let go and the client can resume from a new connection."""
+    server, client = connection
+    first = os.urandom(200_000)
+    fd = os.open(tmp_path / "upload", os.O_WRONLY | os.O_CREAT)
+    told: list[int] = []
+    try:
+        client.sendall(first)
+        started = time.monotonic()
+        with (
+            recvfile.receiving(server, fd, [], told.append, 0.3) as receiver,
+            pytest.raises(BodyStalled),
+        ):
+            await _receive_all(receiver, len(first) + 1000)
+        assert 0.3 <= time.monotonic() - started < 3
+    finally:
+        os.close(fd)
+    assert (tmp_path / "upload").read_bytes() == first
+    assert sum(told) == len(first)
