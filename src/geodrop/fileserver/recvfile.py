@@ -37,6 +37,7 @@ from aiohttp import web
 
 from geodrop.errors import BodyStalled
 from geodrop.fileserver.sendfile import Socket, blocking, timeval
+from geodrop.web.frontdoor import CLOSES_CONNECTION
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -64,7 +65,6 @@ SLICE_SECONDS: Final = 1.0
 # ... and after this many bytes: each slice's bytes are written back by the store's
 # writer (storage/writeback.py), so the final fsync has at most about this much to do.
 SLICE_BYTES: Final = 32 * 1024 * 1024
-BODY_TAKEN: Final = "geodrop.body_taken"
 
 _receivers = ThreadPoolExecutor(max_workers=RECEIVER_THREADS, thread_name_prefix="recvfile")
 
@@ -102,17 +102,12 @@ def take_over_body(request: web.Request, room: int) -> TakenBody | None:
         chunks.append(data)
     request.content.feed_eof()
     request.protocol.close()
-    request[BODY_TAKEN] = True
+    request[CLOSES_CONNECTION] = True
     # Draining and the end of the stream let aiohttp resume reading (its flow control):
     # paused again, last, before the event loop runs, so no byte more reaches it.
     transport.pause_reading()
     buffered = b"".join(chunks)
     return TakenBody(buffered, sock, length - len(buffered))
-
-
-def body_taken(request: web.Request) -> bool:
-    """Whether :func:`take_over_body` took ``request``'s body (its answer closes)."""
-    return bool(request.get(BODY_TAKEN, False))
 
 
 class BodyReceiver:

@@ -16,7 +16,7 @@ from geodrop.errors import BadRequest, PayloadTooLarge
 from geodrop.fileserver import concatenation, uploads
 from geodrop.fileserver.context import FILE_SERVER, FileServer
 from geodrop.fileserver.metrics import Direction, metered_transfer
-from geodrop.fileserver.recvfile import body_taken, take_over_body
+from geodrop.fileserver.recvfile import take_over_body
 from geodrop.fileserver.transferurls import arrival_link, link_for, signed_url, verified_grant
 from geodrop.metadata.base import Transfer, TransferState
 from geodrop.protocol import signing, tus
@@ -132,7 +132,10 @@ async def create(request: web.Request) -> web.Response:
             # rather than hold quota until expiry (a tombstone stays, as for any termination).
             await uploads.terminate(server, transfer)
             raise
-    return _answer(request, 201, {"Location": url.url, **_progress_headers(transfer, offset)})
+    return web.Response(
+        status=201,
+        headers={"Location": url.url, **_progress_headers(transfer, offset)},
+    )
 
 
 async def _create_whole(
@@ -216,14 +219,6 @@ async def _receive(
         )
 
 
-def _answer(request: web.Request, status: int, headers: Mapping[str, str]) -> web.Response:
-    """The answer to a tus request; it closes the connection if its body was taken from it."""
-    response = web.Response(status=status, headers=headers)
-    if body_taken(request):
-        response.force_close()
-    return response
-
-
 async def patch(request: web.Request) -> web.Response:
     """``PATCH /tus/{id}``: append bytes at the offset the server holds."""
     server = request.app[FILE_SERVER]
@@ -248,7 +243,7 @@ async def patch(request: web.Request) -> web.Response:
         )
         new_offset = await _receive(server, request, transfer, offset, link)
     done = await uploads.find_upload(server, upload_id)
-    return _answer(request, 204, _progress_headers(done, new_offset))
+    return web.Response(status=204, headers=_progress_headers(done, new_offset))
 
 
 async def terminate(request: web.Request) -> web.Response:

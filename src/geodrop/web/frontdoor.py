@@ -13,7 +13,9 @@ The middleware, for each request, in this order:
    DESIGN.md §7 (:func:`~geodrop.web.error_responses.answer_to_error`); an answer the
    handler did not send itself gets ``Cache-Control: no-store`` unless it says otherwise,
    and the fixed headers of its path (tus's ``Tus-Resumable`` under ``/tus``, the
-   served-content headers under ``/blobs``), errors included;
+   served-content headers under ``/blobs``), errors included; and ``Connection: close``
+   if the handler left the connection unable to carry another request
+   (:data:`CLOSES_CONNECTION`);
 5. writes its access-log line once the answer is known
    (:class:`~geodrop.web.accesslog.AccessLog`), redirects raised as exceptions and
    clients gone mid-request included.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -51,6 +54,10 @@ from geodrop.web.error_responses import REQUEST_ID_HEADER, answer_to_error, requ
 from geodrop.web.request_limits import RequestRateLimit
 
 PathHeaders = tuple[str, Mapping[str, str]]
+
+CLOSES_CONNECTION: Final = "geodrop.closes_connection"
+"""Request key a handler sets when the connection can carry no other request after this
+one (it read the body past aiohttp): the answer, an error included, closes it."""
 """Headers every answer under a path prefix carries, unless the handler set its own."""
 
 
@@ -117,6 +124,8 @@ class FrontDoor:
                         response = answer_to_error(request, exc)
                     if not response.prepared:
                         _add_fixed_headers(request, response, path_headers)
+                        if request.get(CLOSES_CONNECTION):
+                            response.force_close()
                 status = response.status
                 if access_log.enabled:
                     nbytes = response_bytes(request, response)
