@@ -28,7 +28,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -204,10 +204,8 @@ class BodyReceiver:
 
         loop.add_reader(fd, heard)
         try:
-            async with asyncio.timeout(self._idle_seconds):
+            async with idle_limit(self._idle_seconds):
                 await ready
-        except TimeoutError:
-            raise BodyStalled(f"the body brought no byte for {self._idle_seconds:g} s") from None
         finally:
             loop.remove_reader(fd)
 
@@ -353,6 +351,17 @@ class _HashPipeline:
                 self._pending -= 1
                 if not self._pending:
                     self._idle.notify_all()
+
+
+@contextlib.asynccontextmanager
+async def idle_limit(seconds: float) -> AsyncIterator[None]:
+    """Inside the block, waiting ``seconds`` for a body's next bytes raises
+    :class:`BodyStalled` (``limits.body_idle_seconds``, for either way a body is read)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise BodyStalled(f"the body brought no byte for {seconds:g} s") from None
 
 
 @contextlib.contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from geodrop.errors import (
     BadRequest,
-    BodyStalled,
     ChecksumMismatch,
     Conflict,
     Gone,
@@ -482,12 +480,10 @@ async def _until_stalled(body: AsyncIterator[bytes], seconds: float) -> AsyncIte
     chunks = aiter(body)
     while True:
         try:
-            async with asyncio.timeout(seconds):
+            async with recvfile.idle_limit(seconds):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             return
-        except TimeoutError:
-            raise BodyStalled(f"the body brought no byte for {seconds:g} s") from None
         yield chunk
 
 

@@ -54,11 +54,11 @@ from geodrop.web.error_responses import REQUEST_ID_HEADER, answer_to_error, requ
 from geodrop.web.request_limits import RequestRateLimit
 
 PathHeaders = tuple[str, Mapping[str, str]]
+"""Headers every answer under a path prefix carries, unless the handler set its own."""
 
 CLOSES_CONNECTION: Final = "geodrop.closes_connection"
 """Request key a handler sets when the connection can carry no other request after this
 one (it read the body past aiohttp): the answer, an error included, closes it."""
-"""Headers every answer under a path prefix carries, unless the handler set its own."""
 
 
 class FrontDoor:
