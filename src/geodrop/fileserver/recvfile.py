@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+import aiohttp
 from aiohttp import web
 
 from geodrop.errors import BodyStalled
@@ -66,6 +67,14 @@ SLICE_SECONDS: Final = 1.0
 # writer (storage/writeback.py), so the final fsync has at most about this much to do.
 SLICE_BYTES: Final = 32 * 1024 * 1024
 
+# take_over_body leans on how aiohttp's request handler behaves once a body's stream is
+# ended early: draining and ending it resumes reading (paused again here), and a closed
+# protocol ends the connection after the answer. That was verified against these
+# releases (tests/e2e/test_big_patch_bodies.py and the resume and crash tests); under any
+# other, every body is read through aiohttp, slower but relying on nothing internal.
+TAKE_OVER_VERIFIED: Final = ("3.14.",)
+take_over_verified = aiohttp.__version__.startswith(TAKE_OVER_VERIFIED)
+
 _receivers = ThreadPoolExecutor(max_workers=RECEIVER_THREADS, thread_name_prefix="recvfile")
 
 
@@ -82,14 +91,20 @@ def take_over_body(request: web.Request, room: int) -> TakenBody | None:
     """Stop the event loop reading ``request``'s connection, and hand its body over.
 
     None (nothing changes) for a body under :data:`DIRECT_BODY_BYTES`, of unknown length
-    or longer than ``room`` (refused the usual way, its connection kept), or on a
-    connection that is not a plain socket (TLS, a test client). Otherwise the connection
-    is closed after the answer, and aiohttp neither reads nor waits for the rest of the
-    body.
+    or longer than ``room`` (refused the usual way, its connection kept), on a
+    connection that is not a plain socket (TLS, a test client), or under an aiohttp
+    release this was not verified with (:data:`TAKE_OVER_VERIFIED`). Otherwise the
+    connection is closed after the answer, and aiohttp neither reads nor waits for the
+    rest of the body.
     """
     transport = request.transport
     length = request.content_length
-    if transport is None or length is None or not DIRECT_BODY_BYTES <= length <= room:
+    if (
+        not take_over_verified
+        or transport is None
+        or length is None
+        or not DIRECT_BODY_BYTES <= length <= room
+    ):
         return None
     sock: Socket | None = transport.get_extra_info("socket")
     if sock is None or transport.get_extra_info("sslcontext") is not None:

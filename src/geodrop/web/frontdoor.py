@@ -56,7 +56,7 @@ from geodrop.web.request_limits import RequestRateLimit
 PathHeaders = tuple[str, Mapping[str, str]]
 """Headers every answer under a path prefix carries, unless the handler set its own."""
 
-CLOSES_CONNECTION: Final = "geodrop.closes_connection"
+CLOSES_CONNECTION: Final = web.RequestKey("geodrop_closes_connection", bool)
 """Request key a handler sets when the connection can carry no other request after this
 one (it read the body past aiohttp): the answer, an error included, closes it."""
 
