@@ -23,6 +23,7 @@ from geodrop.cli import exitcodes
 from support.cli_process import (
     CliUser,
     cli_environment,
+    exit_status,
     geodrop,
     minted_token,
     read_line_starting,
@@ -173,8 +174,7 @@ async def test_inbox_watch_prints_a_line_per_new_file(cluster: Cluster, tmp_path
         assert watching.returncode is None, "the watch ended by itself"
         # Ctrl-C ends the watch with the documented status.
         watching.send_signal(signal.SIGINT)
-        await asyncio.wait_for(watching.wait(), 10)
-        assert watching.returncode == exitcodes.INTERRUPTED
+        assert await exit_status(watching, 10) == exitcodes.INTERRUPTED
     entry = json.loads(line)
     assert entry["file_id"] == sent["file_id"]
     assert (entry["sender"], entry["name"], entry["size"]) == ("alice", "note.txt", 23)

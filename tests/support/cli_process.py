@@ -90,6 +90,24 @@ async def started(
         await asyncio.wait_for(process.communicate(), 10)
 
 
+async def exit_status(process: asyncio.subprocess.Process, seconds: float) -> int:
+    """``process``'s exit status once it ends, waiting at most ``seconds``; if it does not
+    end, it is killed and the failure shows what it wrote to stderr meanwhile."""
+    try:
+        return await asyncio.wait_for(process.wait(), seconds)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+    written = bytearray()
+    assert process.stderr is not None
+    # What is there to read: a child left holding the pipe would keep it from ending.
+    with contextlib.suppress(TimeoutError):
+        while chunk := await asyncio.wait_for(process.stderr.read(65536), 1):
+            written += chunk
+    text = written.decode("utf-8", "replace")
+    raise AssertionError(f"still running after {seconds} s; its stderr: {text!r}")
+
+
 async def read_line_starting(
     stream: asyncio.StreamReader | None, prefix: str, seconds: float
 ) -> str:
