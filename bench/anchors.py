@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Final
 
 from bench import nginx
-from bench.procs import Service, Services, free_port, port_open
+from bench.procs import Service, Services, port_open
+from geodrop.testbed import free_port
 
 NODE_DIR: Final = Path(__file__).parent / "node"
 # 127.50.0.0/24 is not part of the geodrop testbed (DESIGN.md §6): no collisions.

@@ -81,26 +81,6 @@ def reset_peak_rss(pid: int) -> bool:
     return True
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(hosts: Sequence[str]) -> int:
-    """A TCP port free on every one of ``hosts`` (all loopback addresses)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if all(_port_free(h, port) for h in hosts):
-            return port
-    raise RuntimeError("no free port")
-
-
 def wait_until(ready: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -21,7 +21,8 @@ from bench.measure import Results, alternate, ratio, ratio_text
 from bench.plots import Panel, bar_panels
 from bench.procs import Service, Services
 from bench.report import Section, Target, markdown_table
-from bench.testbed import Cluster, client_address, token
+from bench.testbed import Cluster, token
+from geodrop.testbed import client_address
 
 WORKERS: Final = 8
 GEODROP: Final = "geodrop, 5 requests, 2 regions"

@@ -22,14 +22,9 @@ from typing import Final
 import jwt
 
 from bench import httpclient
-from bench.procs import Service, Services, free_port, http_ok
+from bench.procs import Service, Services, http_ok
+from geodrop import testbed
 
-REGIONS: Final = (
-    ("north", 1, ("east", "south")),
-    ("east", 2, ("north", "south")),
-    ("south", 3, ("east", "north")),
-)
-CARRIERS: Final = (("telecom", 1), ("unicom", 2), ("mobile", 3))
 USER_KEY: Final = "bench-user-token-key-0123456789abcdef-xyz"
 PEER_KEY: Final = "bench-peer-key-0123456789abcdef-0123456789"
 URL_KEY: Final = "bench-url-signing-key-0123456789abcdef-xyz"
@@ -46,23 +41,6 @@ _BENCH_LIMITS: Final = {
     "requests_per_minute_per_ip": HUGE,
     "max_receivers": 50,
 }
-
-
-def _region_number(region: str) -> int:
-    return {name: n for name, n, _ in REGIONS}[region]
-
-
-def client_address(region: str, carrier: str, host: int = 5) -> str:
-    """A source address the override table maps to ``region`` / ``carrier``."""
-    return f"127.10{_region_number(region)}.{dict(CARRIERS)[carrier]}.{host}"
-
-
-def access_host(region: str) -> str:
-    return f"127.{_region_number(region)}.0.1"
-
-
-def link_host(region: str, carrier: str) -> str:
-    return f"127.{_region_number(region)}.{dict(CARRIERS)[carrier]}.1"
 
 
 def token(user: str, lifetime: int = 24 * 3600) -> str:
@@ -95,9 +73,7 @@ class Cluster:
     started: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        hosts = ["127.0.0.1"] + [access_host(r) for r, _, _ in REGIONS]
-        hosts += [link_host(r, c) for r, _, _ in REGIONS for c, _ in CARRIERS]
-        self.port = self.port or free_port(hosts)
+        self.port = self.port or testbed.free_port(testbed.hosts())
         self.root.mkdir(parents=True, exist_ok=True)
         self.config_path = self.root / "cluster.toml"
         self.config_path.write_text(self.toml())
@@ -107,10 +83,10 @@ class Cluster:
         return f"http://127.0.0.1:{self.port}"
 
     def access_url(self, region: str) -> str:
-        return f"http://{access_host(region)}:{self.port}"
+        return f"http://{testbed.access_host(region)}:{self.port}"
 
     def link_url(self, region: str, carrier: str) -> str:
-        return f"http://{link_host(region, carrier)}:{self.port}"
+        return f"http://{testbed.link_host(region, carrier)}:{self.port}"
 
     def storage_root(self, region: str) -> Path:
         return self.root / region / "blobs"
@@ -137,25 +113,12 @@ class Cluster:
             # through the override table, as a located client is.
             '[[geo.overrides]]\nnetwork = "127.0.0.1/32"\nregion = "north"\ncarrier = "telecom"\n',
         ]
-        for name, r, _ in REGIONS:
-            for carrier, c in CARRIERS:
-                out.append(
-                    f'[[geo.overrides]]\nnetwork = "127.10{r}.{c}.0/24"\n'
-                    f'region = "{name}"\ncarrier = "{carrier}"\n'
-                )
-        for name, r, fallback in REGIONS:
-            fb = ", ".join(f'"{f}"' for f in fallback)
-            out.append(
-                f'[[regions]]\nname = "{name}"\naccess_url = "{self.access_url(name)}"\n'
-                f'listen = "127.{r}.0.1:{p}"\nfallback = [{fb}]\n'
-                f"storage = {self.storage.get(name, self._local_storage(name))}\n"
-                f'metadata = {{ kind = "sqlite", path = "{name}/metadata.sqlite3" }}\n'
-            )
-            for carrier, c in CARRIERS:
-                out.append(
-                    f'[[regions.links]]\nname = "{carrier}"\ncarrier = "{carrier}"\n'
-                    f'url = "http://127.{r}.{c}.1:{p}"\nlisten = "127.{r}.{c}.1:{p}"\n'
-                )
+        out.append(testbed.overrides_toml())
+        for name, _, _ in testbed.REGIONS:
+            storage = self.storage.get(name, self._local_storage(name))
+            metadata = f'{{ kind = "sqlite", path = "{name}/metadata.sqlite3" }}'
+            more = f"storage = {storage}\nmetadata = {metadata}\n"
+            out.append(testbed.region_toml(name, "http", p, more))
         return "".join(out)
 
     @staticmethod
@@ -209,7 +172,7 @@ class Cluster:
         }
         if sha256 is not None:
             payload["sha256"] = sha256
-        source = client_address(region, carrier)
+        source = testbed.client_address(region, carrier)
         answer = httpclient.expect(
             httpclient.json_request(
                 "POST",
@@ -257,7 +220,7 @@ class Cluster:
                 self.access_url(region) + "/v1/downloads",
                 {"file_id": file_id},
                 token=token(user),
-                source=client_address(region, carrier),
+                source=testbed.client_address(region, carrier),
             ),
             200,
             what="download negotiation",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,49 +21,43 @@ from pathlib import Path
 
 import jwt
 
+from geodrop.testbed import (
+    CARRIERS,
+    REGIONS,
+    access_host,
+    client_address,
+    free_port,
+    hosts,
+    link_host,
+    overrides_toml,
+    region_toml,
+)
 from support.certs import TlsFiles
 
-REGIONS = (
-    ("north", 1, ("east", "south")),
-    ("east", 2, ("north", "south")),
-    ("south", 3, ("east", "north")),
-)
-CARRIERS = (("telecom", 1), ("unicom", 2), ("mobile", 3))
+# With the testbed's own names, for the tests that import them from here.
+__all__ = [
+    "CARRIERS",
+    "PEER_KEY",
+    "REGIONS",
+    "URL_KEY",
+    "USER_KEY",
+    "Cluster",
+    "ExtraLink",
+    "RegionLayout",
+    "client_address",
+    "free_port",
+    "running_cluster",
+    "user_token",
+]
+
 USER_KEY = "test-user-token-key-0123456789abcdef-xyz"
 PEER_KEY = "test-peer-key-0123456789abcdef-0123456789"
 URL_KEY = "test-url-signing-key-0123456789abcdef-xyz"
 
 
-def client_address(region: str, carrier: str, host: int = 5) -> str:
-    """A source address that the override table maps to ``region``/``carrier``."""
-    r = {name: n for name, n, _ in REGIONS}[region]
-    c = dict(CARRIERS)[carrier]
-    return f"127.10{r}.{c}.{host}"
-
-
 def user_token(user: str, lifetime: int = 3600) -> str:
     now = int(time.time())
     return jwt.encode({"sub": user, "iat": now, "exp": now + lifetime}, USER_KEY, algorithm="HS256")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(hosts: Sequence[str]) -> int:
-    """A port free on every one of ``hosts``."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if all(_port_free(h, port) for h in hosts):
-            return int(port)
-    raise RuntimeError("no free port")
 
 
 @dataclass
@@ -119,9 +112,7 @@ class Cluster:
     @staticmethod
     def hosts(extra_links: Sequence[ExtraLink] = ()) -> list[str]:
         """Every address a cluster's servers listen on."""
-        hosts = ["127.0.0.1"] + [Cluster.access_host(r) for r, _, _ in REGIONS]
-        hosts += [Cluster.link_host(r, c) for r, _, _ in REGIONS for c, _ in CARRIERS]
-        return hosts + [link.host for link in extra_links]
+        return hosts() + [link.host for link in extra_links]
 
     @property
     def scheme(self) -> str:
@@ -132,15 +123,8 @@ class Cluster:
         return None if self.tls is None else ssl.create_default_context(cafile=self.tls.ca)
 
     # -- addresses -------------------------------------------------------------
-    @staticmethod
-    def access_host(region: str) -> str:
-        r = {n: i for n, i, _ in REGIONS}[region]
-        return f"127.{r}.0.1"
-
-    @staticmethod
-    def link_host(region: str, carrier: str) -> str:
-        r = {n: i for n, i, _ in REGIONS}[region]
-        return f"127.{r}.{dict(CARRIERS)[carrier]}.1"
+    access_host = staticmethod(access_host)
+    link_host = staticmethod(link_host)
 
     @property
     def directory_url(self) -> str:
@@ -172,26 +156,18 @@ class Cluster:
             self.tls_toml(),
             '[geo]\ndefault_region = "north"\ndefault_carrier = "any"\n',
         ]
-        for name, r, _ in REGIONS:
-            for carrier, c in CARRIERS:
-                out.append(
-                    f'[[geo.overrides]]\nnetwork = "127.10{r}.{c}.0/24"\n'
-                    f'region = "{name}"\ncarrier = "{carrier}"\n'
-                )
-        for name, r, fallback in REGIONS:
-            fb = ", ".join(f'"{f}"' for f in fallback)
+        out.append(overrides_toml())
+        for name, _, _ in REGIONS:
             layout = self.layout(name)
             out.append(
-                f'[[regions]]\nname = "{name}"\naccess_url = "{self.access_url(name)}"\n'
-                f'listen = "127.{r}.0.1:{p}"\nfallback = [{fb}]\n'
-                f"storage = {layout.storage}\nmetadata = {layout.metadata}\n"
-                f"access_units = {layout.access_units}\n"
-            )
-            for carrier, c in CARRIERS:
-                out.append(
-                    f'[[regions.links]]\nname = "{carrier}"\ncarrier = "{carrier}"\n'
-                    f'url = "{self.link_url(name, carrier)}"\nlisten = "127.{r}.{c}.1:{p}"\n'
+                region_toml(
+                    name,
+                    self.scheme,
+                    p,
+                    f"storage = {layout.storage}\nmetadata = {layout.metadata}\n"
+                    f"access_units = {layout.access_units}\n",
                 )
+            )
             for link in self.extra_links:
                 if link.region == name:
                     out.append(
