@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work_dir=work_root,
         docs_dir=args.docs,
         big_file=256 * MiB if args.quick else GiB,
-        load_seconds=3.0 if args.quick else 8.0,
+        load_seconds=2.0 if args.quick else 8.0,
         started=started,
     )
     facts = machine.facts()

@@ -24,7 +24,7 @@ class BenchContext:
             after the section returns (big files go here, never in the repo).
         docs_dir: where the report and the plots go (``docs/``).
         big_file: the size of the "1 GiB" transfers (256 MiB when quick).
-        load_seconds: how long one load (wrk, small-file loop) runs (8 s; 3 s when quick).
+        load_seconds: how long one load (wrk, small-file loop) runs (8 s; 2 s when quick).
         started: ``time.monotonic()`` at the start of the run.
     """
 

@@ -108,7 +108,7 @@ def run_simulation(
         work_dir=work,
         docs_dir=docs_dir,
         big_file=256 * MiB if quick else GiB,
-        load_seconds=3.0 if quick else 8.0,
+        load_seconds=2.0 if quick else 8.0,
         started=time.monotonic(),
     )
     try:
