@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -69,17 +70,27 @@ async def run(args: list[str], env: Mapping[str, str], seconds: float = RUN_SECO
     )
 
 
+def _as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.asynccontextmanager
 async def started(
     args: list[str], env: Mapping[str, str]
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A running command with piped output; SIGKILLed on the way out if it is still running."""
+    """A running command with piped output; SIGKILLed on the way out if it is still running.
+
+    It starts as a command typed at a terminal does, with Ctrl-C's default action, even
+    when the test run itself ignores SIGINT (as a shell's background job does, and so
+    every process it starts unless told otherwise).
+    """
     process = await asyncio.create_subprocess_exec(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),
+        preexec_fn=_as_at_a_terminal,
     )
     try:
         yield process
