@@ -43,7 +43,8 @@ async def file_sha256(path: Path, progress: ProgressCallback | None = None) -> s
     """The sha256 of a file, read in a thread so the event loop stays free."""
     total = await _size(path)
     sha = hashlib.sha256()
-    file: BinaryIO = await asyncio.to_thread(path.open, "rb")
+    # Opened and closed on the event loop, as _tus._file_body's file.
+    file: BinaryIO = path.open("rb")
     try:
         done = 0
         while chunk := await asyncio.to_thread(file.read, 8 * CHUNK):
@@ -51,7 +52,7 @@ async def file_sha256(path: Path, progress: ProgressCallback | None = None) -> s
             done += len(chunk)
             _report(progress, "hashing", done, total)
     finally:
-        await asyncio.to_thread(file.close)
+        file.close()
     return sha.hexdigest()
 
 
@@ -208,14 +209,17 @@ async def _fetch(
             await raise_for_error(answer)
             mode = "ab" if answer.status == 206 else "wb"
             done = offset if answer.status == 206 else 0
-            file = await asyncio.to_thread(part.open, mode)
+            # Opened and closed on the event loop: closing in a thread, a cancellation
+            # (Ctrl-C) could skip it and leave the tail of the buffer unwritten until the
+            # file was collected. Neither waits for the disk (no fsync here).
+            file = part.open(mode)
             try:
                 async for chunk in answer.content.iter_chunked(CHUNK):
                     await asyncio.to_thread(file.write, chunk)
                     done += len(chunk)
                     _report(progress, "download", done, size)
             finally:
-                await asyncio.to_thread(file.close)
+                file.close()
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise NetworkError(f"download interrupted: {exc}") from None
 
