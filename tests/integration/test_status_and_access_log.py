@@ -212,6 +212,34 @@ async def test_no_query_string_reaches_a_log(cluster: OperatedCluster) -> None:
             assert secret not in text, log
 
 
+async def test_a_download_the_client_cuts_short_is_logged_with_what_it_got(
+    cluster: OperatedCluster,
+) -> None:
+    # Bigger than every buffer between the server and a client that stops reading.
+    data = os.urandom(48 * 1024 * 1024)
+    receiver = unique_user("short-bob")
+    upload = await upload_file(cluster, "short-alice", [receiver], data)
+    negotiated = await negotiate_download(cluster, receiver, upload.file_id)
+    target = urlsplit((await negotiated.json())["url"])
+    request_id = "cut-short-download-1"
+    reader, writer = await asyncio.open_connection(
+        target.hostname, target.port, local_addr=(client_address("north", "telecom"), 0)
+    )
+    writer.write(
+        f"GET {target.path}?{target.query} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+        f"X-Request-Id: {request_id}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    got = len(await reader.readexactly(256 * 1024))
+    writer.transport.abort()  # gone, with most of the body unread
+
+    line = await _line_of(cluster, "north", request_id)
+    # As nginx logs it: the status the answer went out with, and the body bytes sent.
+    assert line["status"] == 200
+    assert got <= line["bytes"] < len(data)
+
+
 async def test_the_operator_s_own_requests_are_logged_as_theirs(cluster: OperatedCluster) -> None:
     headers = {"Authorization": f"Bearer {user_token(OPERATOR)}"}
     async with aiohttp.ClientSession() as session:

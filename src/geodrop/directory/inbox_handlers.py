@@ -17,6 +17,7 @@ from geodrop.directory.inbox import (
     parse_file_reference,
 )
 from geodrop.errors import BadRequest
+from geodrop.web.accesslog import count_body_bytes
 from geodrop.web.auth import authenticated_peer, authenticated_user
 from geodrop.web.jsonbody import parse_json_object
 
@@ -124,10 +125,16 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
             user, after, min(KEEPALIVE_SECONDS, MAX_WAIT_SECONDS)
         )
         if not entries:
-            await response.write(b": keepalive\n\n")
+            await _write_event(request, response, b": keepalive\n\n")
             continue
         for entry in entries:
             data = json.dumps(entry_json(entry))
-            await response.write(f"id: {entry.cursor}\nevent: entry\ndata: {data}\n\n".encode())
+            event = f"id: {entry.cursor}\nevent: entry\ndata: {data}\n\n".encode()
+            await _write_event(request, response, event)
             after = entry.cursor
     return response
+
+
+async def _write_event(request: web.Request, response: web.StreamResponse, event: bytes) -> None:
+    await response.write(event)
+    count_body_bytes(request, len(event))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import BinaryIO, Final
 from urllib.parse import quote
 
@@ -30,6 +31,7 @@ from geodrop.protocol import ranges, signing
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.tus import http_date
 from geodrop.storage.base import SMALL_FILE_BYTES, StoredBlob
+from geodrop.web.accesslog import count_body_bytes
 
 # Sent in slices so the link's byte-rate meter moves during a long download. Each
 # slice is sized to last about SLICE_SECONDS at the rate the previous one went (within
@@ -174,6 +176,10 @@ async def _send(
     span: ranges.ByteRange,
     link: str,
 ) -> None:
+    def sent(count: int) -> None:
+        server.meters.sent(link, count)
+        count_body_bytes(request, count)
+
     local = stored.local_file()
     transport = request.transport
     # The kernel cannot encrypt: over TLS asyncio's sendfile would silently fall back to
@@ -182,22 +188,22 @@ async def _send(
     sock: Socket | None = transport.get_extra_info("socket") if transport else None
     if local is not None and transport is not None and sock is not None and not tls:
         if span.length <= INLINE_SEND_BYTES and not transport.get_write_buffer_size():
-            sent = _send_inline(sock, local, span)
-            server.meters.sent(link, sent)
-            if sent == span.length:
+            inline = _send_inline(sock, local, span)
+            sent(inline)
+            if inline == span.length:
                 return
-            span = ranges.ByteRange(span.start + sent, span.stop)
+            span = ranges.ByteRange(span.start + inline, span.stop)
         sender = SliceSender(sock, local)
         try:
             # Full segments only until the end of the body (nginx's tcp_nopush).
             with corked(sock):
-                await _send_slices(server, transport, sender, local, span, link)
+                await _send_slices(transport, sender, local, span, sent)
         finally:
             sender.close()
         return
     async for chunk in stored.chunks(span.start, span.stop):
         await response.write(chunk)
-        server.meters.sent(link, len(chunk))
+        sent(len(chunk))
 
 
 def _send_inline(sock: Socket, local: BinaryIO, span: ranges.ByteRange) -> int:
@@ -209,15 +215,15 @@ def _send_inline(sock: Socket, local: BinaryIO, span: ranges.ByteRange) -> int:
 
 
 async def _send_slices(
-    server: FileServer,
     transport: asyncio.Transport,
     sender: SliceSender,
     local: BinaryIO,
     span: ranges.ByteRange,
-    link: str,
+    sent_bytes: Callable[[int], None],
 ) -> None:
     """Send ``span`` of the local file by kernel sendfile, slice by slice, each sized to
-    about :data:`SLICE_SECONDS` of the connection's last rate."""
+    about :data:`SLICE_SECONDS` of the connection's last rate; ``sent_bytes`` hears of
+    each slice's bytes."""
     loop = asyncio.get_running_loop()
     position = span.start
     slice_bytes = MIN_SENDFILE_SLICE
@@ -229,14 +235,18 @@ async def _send_slices(
             # sendfile sends them first.
             sent = await loop.sendfile(transport, local, position, count)
         else:
-            sent = await sender.send(position, count)
+            done = await sender.send(position, count)
+            sent = done.sent
+            if done.error is not None:
+                sent_bytes(sent)  # what the client took before it went away
+                raise done.error
             if sent < count:
                 # A slow client: the event loop waits for it, not a thread.
                 sent += await loop.sendfile(transport, local, position + sent, count - sent)
         if sent == 0:
             raise ConnectionResetError("connection lost during sendfile")
         position += sent
-        server.meters.sent(link, sent)
+        sent_bytes(sent)
         took = loop.time() - started
         if took <= 0 or sent / took >= FAST_CLIENT_BYTES_PER_SECOND:
             sender.client_is_fast()

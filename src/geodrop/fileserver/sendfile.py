@@ -37,6 +37,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 
@@ -138,6 +139,14 @@ def widen_send_buffer(sock: Socket) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class SliceSent:
+    """What sending one slice came to."""
+
+    sent: int  # bytes of the file the connection took
+    error: OSError | None = None  # the connection failed after those bytes
+
+
 class SliceSender:
     """Sends slices of one file to one connection (:meth:`send`), until :meth:`close`."""
 
@@ -162,16 +171,13 @@ class SliceSender:
         # Held by the thread sending a slice: the descriptor is closed only after it.
         self._sending = threading.Lock()
 
-    async def send(self, offset: int, count: int) -> int:
-        """Send up to ``count`` bytes of the file from ``offset``; the bytes sent. Fewer
-        when the file ended first, or when the client took no bytes for
-        :data:`ROOM_WAIT_MILLISECONDS` (send the rest another way).
-
-        Raises:
-            ConnectionError: the client went away.
-        """
+    async def send(self, offset: int, count: int) -> SliceSent:
+        """Send up to ``count`` bytes of the file from ``offset``. Fewer when the file
+        ended first, when the client took no bytes for :data:`ROOM_WAIT_MILLISECONDS`
+        (send the rest another way), or when the connection failed (the client went
+        away: the error comes with the bytes it took before)."""
         if not self._may_block:
-            return 0  # no send timeout (see __init__): the event loop sends the slice
+            return SliceSent(0)  # no send timeout (see __init__): the event loop sends it
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(_senders, self._send_blocking, offset, count)
@@ -200,11 +206,11 @@ class SliceSender:
         with self._sending:
             self._out.close()
 
-    def _send_blocking(self, offset: int, count: int) -> int:
+    def _send_blocking(self, offset: int, count: int) -> SliceSent:
         with self._sending:
             return self._send_locked(offset, count)
 
-    def _send_locked(self, offset: int, count: int) -> int:
+    def _send_locked(self, offset: int, count: int) -> SliceSent:
         sent = 0
         out = self._out.fileno()
         with blocking(out):
@@ -213,12 +219,14 @@ class SliceSender:
                     n = os.sendfile(out, self._file_fd, offset + sent, count - sent)
                 except BlockingIOError:
                     break  # nothing taken for ROOM_WAIT_MILLISECONDS: not worth a thread
+                except OSError as exc:  # the connection failed
+                    return SliceSent(sent, exc)
                 if n == 0:
                     break  # the file is shorter than it was said to be
                 # Fewer bytes than asked: the client stalled part way (the wait for room
                 # timed out) or a signal came; the next call waits again.
                 sent += n
-        return sent
+        return SliceSent(sent)
 
 
 def timeval(milliseconds: int) -> bytes:

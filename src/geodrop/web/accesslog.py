@@ -39,6 +39,8 @@ _BODILESS_STATUSES: Final = frozenset({204, 304})
 CLIENT_CLOSED: Final = 499
 
 REQUEST_ID: Final = web.RequestKey("geodrop_request_id", str)
+BODY_BYTES_SENT: Final = web.RequestKey("geodrop_body_bytes_sent", int)
+"""Body bytes of a streamed answer sent so far (:func:`count_body_bytes`)."""
 
 # New ids: this process's random prefix and a counter, 16 hex digits. Unique, not
 # secret (a random draw per request costs a system call).
@@ -73,13 +75,28 @@ def request_id_for(header: str | None) -> str:
     return f"{_ID_PREFIX}{next(_id_numbers) & 0xFFFFFFFF:08x}"
 
 
+def count_body_bytes(request: web.BaseRequest, count: int) -> None:
+    """Say ``count`` more bytes of the answer's body were sent: a handler streaming its
+    answer does, so that an answer cut short is logged with the bytes that went out."""
+    request[BODY_BYTES_SENT] = request.get(BODY_BYTES_SENT, 0) + count
+
+
 def response_bytes(request: web.Request, response: web.StreamResponse) -> int:
-    """Body bytes of an answer: its Content-Length, else what aiohttp's writer counted."""
+    """Body bytes of an answer: its Content-Length, else what its handler counted
+    (:func:`count_body_bytes`), else what aiohttp's writer counted."""
     if request.method == "HEAD" or response.status in _BODILESS_STATUSES:
         return 0
     if response.content_length is not None:
         return response.content_length
-    return response.body_length
+    counted: int = request.get(BODY_BYTES_SENT, response.body_length)
+    return counted
+
+
+def cut_short_bytes(request: web.Request) -> int:
+    """Body bytes of an answer whose handler failed after its head went out: those its
+    handler counted (:func:`count_body_bytes`) before it failed."""
+    counted: int = request.get(BODY_BYTES_SENT, 0)
+    return counted
 
 
 class AccessLog:

@@ -69,5 +69,20 @@ def answer_to_error(request: web.BaseRequest, exc: Exception) -> web.Response:
     return error_response(500, "internal", "internal server error")
 
 
+def log_cut_short(request: web.BaseRequest, exc: Exception) -> None:
+    """Log a failure that came after the answer's head went out. No error answer can
+    follow that head: the front door ends the connection instead, so the client sees
+    the body cut short rather than a second answer inside it."""
+    if isinstance(exc, ConnectionError):
+        logger.info("client disconnected during %s %s: %s", request.method, request.path, exc)
+        return
+    logger.error(
+        "%s %s failed after its answer started; its connection is closed",
+        request.method,
+        request.path,
+        exc_info=exc,
+    )
+
+
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}

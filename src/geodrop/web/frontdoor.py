@@ -10,7 +10,10 @@ The middleware, for each request, in this order:
 3. counts it against its address's and user's request rates
    (:class:`~geodrop.web.request_limits.RequestRateLimit`);
 4. runs its handler; every failure, a refused rate included, becomes the JSON error of
-   DESIGN.md §7 (:func:`~geodrop.web.error_responses.answer_to_error`); an answer the
+   DESIGN.md §7 (:func:`~geodrop.web.error_responses.answer_to_error`), unless the
+   handler had started its answer (a download, an event stream): no second answer may
+   follow a head already sent, so the connection is closed and the client sees the
+   body cut short (:func:`~geodrop.web.error_responses.log_cut_short`); an answer the
    handler did not send itself gets ``Cache-Control: no-store`` unless it says otherwise,
    and the fixed headers of its path (tus's ``Tus-Resumable`` under ``/tus``, the
    served-content headers under ``/blobs``), errors included; and ``Connection: close``
@@ -18,7 +21,8 @@ The middleware, for each request, in this order:
    (:data:`CLOSES_CONNECTION`);
 5. writes its access-log line once the answer is known
    (:class:`~geodrop.web.accesslog.AccessLog`), redirects raised as exceptions and
-   clients gone mid-request included.
+   clients gone mid-request included; an answer cut short is logged, as nginx does,
+   with the status it was sent with and the body bytes that went out.
 
 The hook (``on_response_prepare``) runs on every answer just before its headers go out,
 answers a handler streamed itself included: it names the request (``X-Request-Id``) and
@@ -46,11 +50,17 @@ from geodrop.web.accesslog import (
     CLIENT_CLOSED,
     REQUEST_ID,
     AccessLog,
+    cut_short_bytes,
     request_id_for,
     response_bytes,
 )
 from geodrop.web.cors import add_response_headers, preflight_answer
-from geodrop.web.error_responses import REQUEST_ID_HEADER, answer_to_error, request_id
+from geodrop.web.error_responses import (
+    REQUEST_ID_HEADER,
+    answer_to_error,
+    log_cut_short,
+    request_id,
+)
 from geodrop.web.request_limits import RequestRateLimit
 
 PathHeaders = tuple[str, Mapping[str, str]]
@@ -59,6 +69,9 @@ PathHeaders = tuple[str, Mapping[str, str]]
 CLOSES_CONNECTION: Final = web.RequestKey("geodrop_closes_connection", bool)
 """Request key a handler sets when the connection can carry no other request after this
 one (it read the body past aiohttp): the answer, an error included, closes it."""
+
+ANSWER_STARTED: Final = web.RequestKey("geodrop_answer_started", web.StreamResponse)
+"""Request key the response hook sets: the answer whose head is going out."""
 
 
 class FrontDoor:
@@ -105,6 +118,7 @@ class FrontDoor:
             started = time.perf_counter()
             link = access_log.link(request)
             status, nbytes = 500, 0
+            cut_short = False
             try:
                 preflight = None
                 if request.method == "OPTIONS":
@@ -119,16 +133,19 @@ class FrontDoor:
                     except web.HTTPException as exc:
                         if exc.status < 400:
                             raise
-                        response = answer_to_error(request, exc)
+                        response, cut_short = _answer_to_failure(request, exc)
                     except Exception as exc:
-                        response = answer_to_error(request, exc)
+                        response, cut_short = _answer_to_failure(request, exc)
                     if not response.prepared:
                         _add_fixed_headers(request, response, path_headers)
                         if request.get(CLOSES_CONNECTION):
                             response.force_close()
                 status = response.status
                 if access_log.enabled:
-                    nbytes = response_bytes(request, response)
+                    if cut_short:
+                        nbytes = cut_short_bytes(request)
+                    else:
+                        nbytes = response_bytes(request, response)
                 return response
             except web.HTTPException as exc:
                 # Redirects are raised; aiohttp sends them after this returns.
@@ -136,8 +153,12 @@ class FrontDoor:
                 nbytes = len(exc.body) if isinstance(exc.body, bytes) else 0
                 raise
             except BaseException as exc:
-                closed = isinstance(exc, ConnectionError | asyncio.CancelledError)
-                status = CLIENT_CLOSED if closed else 500
+                answer: web.StreamResponse | None = request.get(ANSWER_STARTED)
+                if answer is not None:  # e.g. cancelled while its body went out
+                    status, nbytes = answer.status, cut_short_bytes(request)
+                else:
+                    closed = isinstance(exc, ConnectionError | asyncio.CancelledError)
+                    status = CLIENT_CLOSED if closed else 500
                 raise
             finally:
                 if access_log.enabled:
@@ -152,6 +173,24 @@ class FrontDoor:
         if rid is not None:  # None: an answer aiohttp made before the front door saw it
             response.headers[REQUEST_ID_HEADER] = rid
         add_response_headers(self._cors_policy, request, response)
+        request[ANSWER_STARTED] = response
+
+
+def _answer_to_failure(request: web.Request, exc: Exception) -> tuple[web.StreamResponse, bool]:
+    """The answer to a handler's failure, and whether it is an answer cut short.
+
+    The JSON error, unless the handler had started its answer. Then that answer stands,
+    cut short: its connection is closed, so that neither an error's head nor the end of
+    a chunked body can follow what was sent.
+    """
+    started: web.StreamResponse | None = request.get(ANSWER_STARTED)
+    if started is None:
+        return answer_to_error(request, exc), False
+    log_cut_short(request, exc)
+    started.force_close()
+    if request.transport is not None:
+        request.transport.close()
+    return started, True
 
 
 def _add_fixed_headers(

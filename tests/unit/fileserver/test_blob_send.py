@@ -22,12 +22,21 @@ from geodrop.fileserver import blob_handlers, sendfile
 from geodrop.fileserver.blob_handlers import _send
 from geodrop.fileserver.context import FileServer
 from geodrop.fileserver.links import LinkMeters
-from geodrop.fileserver.sendfile import SliceSender
+from geodrop.fileserver.sendfile import SliceSender, SliceSent
 from geodrop.protocol.ranges import ByteRange
 from geodrop.storage.base import StoredBlob
+from geodrop.web.accesslog import BODY_BYTES_SENT
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 SPAN = ByteRange(100, 9000)
+
+
+class FakeRequest(dict[object, Any]):
+    """A request's mapping (where handlers keep what they count) and its transport."""
+
+    def __init__(self, transport: FakeTransport) -> None:
+        super().__init__()
+        self.transport = transport
 
 
 class FakeTransport:
@@ -111,7 +120,8 @@ async def send(
     server = cast(FileServer, SimpleNamespace(meters=meters))
     server_end, client_end = connection
     transport = FakeTransport(object() if tls else None, server_end, buffered)
-    request = cast(web.Request, SimpleNamespace(transport=transport))
+    fake_request = FakeRequest(transport)
+    request = cast(web.Request, fake_request)
     written = Written()
     received = bytearray()
     reader = read_all(client_end, received) if client_reads else None
@@ -135,6 +145,7 @@ async def send(
         "written": b"".join(written.chunks),
         "received": bytes(received),
         "metered": meters.reports()[0].bytes_sent,
+        "counted": fake_request.get(BODY_BYTES_SENT, 0),
     }
 
 
@@ -161,7 +172,7 @@ async def test_a_small_body_goes_in_one_sendfile_on_the_event_loop(
     assert sent["received"] == DATA[100:9000]
     assert sent["loop_sendfile"] == []
     assert sent["written"] == b""
-    assert sent["metered"] == 8900
+    assert sent["metered"] == sent["counted"] == 8900
 
 
 async def test_plain_http_sends_by_kernel_sendfile_from_a_thread(
@@ -182,7 +193,7 @@ async def test_plain_http_sends_by_kernel_sendfile_from_a_thread(
     assert sent["received"] == data[span.start : span.stop]
     assert len(threads) == 1
     assert sent["loop_sendfile"] == []
-    assert sent["metered"] == span.length
+    assert sent["metered"] == sent["counted"] == span.length
 
 
 async def test_a_small_body_the_socket_has_no_room_for_goes_on_in_slices(
@@ -197,7 +208,7 @@ async def test_a_small_body_the_socket_has_no_room_for_goes_on_in_slices(
     size = blob_handlers.INLINE_SEND_BYTES
     sent = await send_unread(tmp_path, monkeypatch, connection, size)
     assert sent["loop_sendfile"] == [(0, size)]
-    assert sent["metered"] == size
+    assert sent["metered"] == sent["counted"] == size
 
 
 async def test_bytes_still_in_the_transport_go_first_through_asyncio(
@@ -219,7 +230,7 @@ async def test_a_slow_clients_slice_goes_on_through_asyncio(
     [(offset, count)] = sent["loop_sendfile"]
     assert 0 < offset < size  # the thread's share: what the socket buffers took
     assert offset + count == size
-    assert sent["metered"] == size
+    assert sent["metered"] == sent["counted"] == size
 
 
 async def test_tls_streams_the_bytes_instead_of_sendfile(
@@ -230,6 +241,70 @@ async def test_tls_streams_the_bytes_instead_of_sendfile(
     assert sent["loop_sendfile"] == []
     assert sent["received"] == b""
     assert sent["written"] == DATA[100:9000]
+
+
+def leave_after(sock: socket.socket, count: int, into: bytearray) -> threading.Thread:
+    """A client that reads ``count`` bytes, then goes away with the rest unread."""
+
+    def read() -> None:
+        while len(into) < count and (chunk := sock.recv(min(65536, count - len(into)))):
+            into.extend(chunk)
+        sock.shutdown(socket.SHUT_RDWR)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+async def test_a_client_gone_mid_slice_is_told_with_the_bytes_it_took(
+    tmp_path: Path, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    size = 16 * 1024 * 1024
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * size)
+    server_end, client_end = connection
+    received = bytearray()
+    reader = leave_after(client_end, 1024 * 1024, received)
+    with path.open("rb") as file:
+        sender = SliceSender(server_end, file)
+        done = await asyncio.wait_for(sender.send(0, size), 5)
+        sender.close()
+    reader.join(5)
+    assert isinstance(done.error, ConnectionError)
+    assert len(received) <= done.sent < size  # what the client read, and its buffers held
+
+
+async def test_the_bytes_sent_before_a_client_went_away_are_metered_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
+) -> None:
+    size = 16 * 1024 * 1024
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * size)
+    link = LinkConfig(
+        "telecom", "https://127.1.1.1:7701", ListenAddress("127.1.1.1", 7701), "telecom", 1000.0
+    )
+    meters = LinkMeters((link,))
+    server = cast(FileServer, SimpleNamespace(meters=meters))
+    server_end, client_end = connection
+    request = FakeRequest(FakeTransport(None, server_end, 0))
+    received = bytearray()
+    reader = leave_after(client_end, 1024 * 1024, received)
+    with path.open("rb") as file, pytest.raises(ConnectionError):
+        await asyncio.wait_for(
+            _send(
+                server,
+                cast(web.Request, request),
+                cast(web.StreamResponse, Written()),
+                cast(StoredBlob, LocalBlob(file, b"")),
+                ByteRange(0, size),
+                "telecom",
+            ),
+            5,
+        )
+    reader.join(5)
+    counted = request[BODY_BYTES_SENT]
+    assert len(received) <= counted < size
+    assert meters.reports()[0].bytes_sent == counted
 
 
 async def test_a_client_that_takes_nothing_gets_its_thread_back_and_the_socket_released(
@@ -246,8 +321,9 @@ async def test_a_client_that_takes_nothing_gets_its_thread_back_and_the_socket_r
         sender = SliceSender(server_end, file)
         duplicate = sender._out.fileno()
         started = asyncio.get_running_loop().time()
-        sent = await asyncio.wait_for(sender.send(0, size), 5)
-        assert 0 < sent < size  # what the buffers took
+        done = await asyncio.wait_for(sender.send(0, size), 5)
+        assert 0 < done.sent < size  # what the buffers took
+        assert done.error is None
         assert asyncio.get_running_loop().time() - started < 2
         sender.close()
         for _ in range(100):
@@ -276,7 +352,7 @@ async def test_without_a_send_timeout_the_thread_leaves_the_slice_to_the_event_l
     server_end, _ = connection  # nobody reads
     with path.open("rb") as file:
         sender = SliceSender(server_end, file)
-        assert await asyncio.wait_for(sender.send(0, 16 * 1024 * 1024), 5) == 0
+        assert await asyncio.wait_for(sender.send(0, 16 * 1024 * 1024), 5) == SliceSent(0)
         assert not os.get_blocking(server_end.fileno())
         sender.close()
 
@@ -333,8 +409,9 @@ async def test_a_client_gone_is_a_connection_error(
     with path.open("rb") as file:
         sender = SliceSender(server_end, file)
         client_end.close()
-        with pytest.raises(ConnectionError):
-            await asyncio.wait_for(sender.send(0, 16 * 1024 * 1024), 5)
+        done = await asyncio.wait_for(sender.send(0, 16 * 1024 * 1024), 5)
+        assert done.sent == 0
+        assert isinstance(done.error, ConnectionError)
         assert not os.get_blocking(server_end.fileno())  # as the event loop needs it
         sender.close()
 
@@ -377,7 +454,7 @@ async def test_a_slow_reader_is_waited_for_inside_one_sendfile(
     reader.start()
     with path.open("rb") as file:
         sender = SliceSender(server_end, file)
-        assert await asyncio.wait_for(sender.send(0, size), 20) == size
+        assert await asyncio.wait_for(sender.send(0, size), 20) == SliceSent(size)
         assert not os.get_blocking(server_end.fileno())
         sender.close()
     reader.join(5)
