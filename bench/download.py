@@ -10,6 +10,7 @@ requests are a handful) gives the bytes each segment carried.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import subprocess
@@ -32,12 +33,50 @@ STREAMS: Final = (1, 8)
 CLIENTS: Final = ("curl", "aria2c")
 SIDES: Final = ("geodrop", "nginx", "Python sendfile")
 CLIENT_TIMEOUT: Final = 600.0
+# A client this busy (its share of the cores it can use) was the bottleneck.
+CLIENT_BOUND_SHARE: Final = 0.85
 
 
 def _spread(geodrop: Samples, nginx: Samples) -> str:
     """The per-round ratios of a missed target: how far noise reaches."""
     per_round = round_ratios(geodrop, nginx).values
     return f"per-round ratios {min(per_round):.2f}–{max(per_round):.2f}×"
+
+
+def _client_cores(client: str, streams: int) -> int:
+    """The cores a client can keep busy: curl runs a process per stream, aria2c one
+    process for all of them, and each process moves its bytes on one thread."""
+    processes = streams if client == "curl" else 1
+    return min(processes, os.cpu_count() or 1)
+
+
+def _client_bound_note(
+    client: str, streams: int, geodrop_busy: Samples, nginx_busy: Samples
+) -> str:
+    """Why a server cannot move a client faster, when the client was the bottleneck with
+    both servers: empty otherwise."""
+    cores = _client_cores(client, streams)
+    if min(geodrop_busy.median, nginx_busy.median) < CLIENT_BOUND_SHARE * cores:
+        return ""
+    of = "its one core" if cores == 1 else f"the {cores} cores its processes can use"
+    return (
+        f"{client} itself was the bottleneck with both servers: it kept "
+        f"{geodrop_busy.median:.2f} of {of} busy receiving from geodrop, "
+        f"{nginx_busy.median:.2f} from nginx; "
+    )
+
+
+def _uncorked_note(python: Samples, nginx: Samples, python_cpu: Samples, nginx_cpu: Samples) -> str:
+    """What the plain Python server's uncorked sends bought and cost, when they moved the
+    client faster: they do more of the client's TCP work in the server (see below)."""
+    if ratio(python, nginx) < 1.1 or ratio(python_cpu, nginx_cpu) <= 1.2:
+        return ""
+    return (
+        f"; plain Python socket.sendfile, uncorked, reached {ratio(python, nginx):.2f}× "
+        "nginx by taking more of the client's TCP work into the server, at "
+        f"{ratio(python_cpu, nginx_cpu):.2f}× nginx's server CPU per GiB (the CPU target "
+        "allows 1.2×)"
+    )
 
 
 def _clients_cpu() -> float:
@@ -113,11 +152,13 @@ def _trial(
         moved = fetch(url, streams, size)
         wall = time.perf_counter() - start
         used = server.cpu_seconds() - cpu
+        client_used = _clients_cpu() - client_cpu
         sent = max(1, _data_segments() - segments)
         return {
             "GB/s": moved / wall / 1e9,
             "CPU s/GiB": used / (moved / GiB),
-            "client CPU s/GiB": (_clients_cpu() - client_cpu) / (moved / GiB),
+            "client CPU s/GiB": client_used / (moved / GiB),
+            "client cores busy": client_used / wall,
             "KiB/segment": moved / sent / 1024,
         }
 
@@ -169,7 +210,10 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
         gc, nc, pc = (res[s]["CPU s/GiB"] for s in SIDES)
         gs, ns, ps = (res[s]["KiB/segment"] for s in SIDES)
         gk, nk, pk = (res[s]["client CPU s/GiB"] for s in SIDES)
-        client_rows.append([label, gk.fmt(3), nk.fmt(3), pk.fmt(3)])
+        gb, nb, pb = (res[s]["client cores busy"] for s in SIDES)
+        client_rows.append(
+            [label, gk.fmt(3), nk.fmt(3), pk.fmt(3), gb.fmt(2), nb.fmt(2), pb.fmt(2)]
+        )
         both = (
             f"; server and client together {gc.median + gk.median:.3f} s/GiB to nginx's "
             f"{nc.median + nk.median:.3f}"
@@ -189,7 +233,10 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
                 else f"plain Python socket.sendfile reached {ratio(p, n):.2f}× nginx here too"
                 + segments
                 if ratio(p, n) < 1.0
-                else _spread(g, n) + segments,
+                else _client_bound_note(client, streams, gb, nb)
+                + _spread(g, n)
+                + segments
+                + _uncorked_note(p, n, pc, nc),
             )
         )
         targets.append(
@@ -252,8 +299,19 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
             "socket while the sender's call is still in the kernel, unless the receiver "
             "holds the socket at that moment), so a server's CPU per GiB also depends "
             "on how its sends and the client's reads interleave; the sum of the two "
-            "compares the work each server's way of sending causes in all:\n",
-            markdown_table(["client", *SIDES], client_rows),
+            "compares the work each server's way of sending causes in all. Cores busy: "
+            "the client's CPU seconds over the trial's wall time; curl moves a stream's "
+            "bytes on one thread of its own process, aria2c all of its streams on one "
+            "thread, so a client near its cores' count (one core for aria2c and for one "
+            "curl stream) could take its bytes no faster, whichever server sent them:\n",
+            markdown_table(
+                [
+                    "client",
+                    *(f"{side} CPU s/GiB" for side in SIDES),
+                    *(f"{side} cores busy" for side in SIDES),
+                ],
+                client_rows,
+            ),
             "KiB of the file per TCP data segment (the kernel's `TCPOrigDataSent` over "
             "the trial). Over loopback a connection's segments are capped at half the "
             "largest receive window its client has offered, and an uncorked sendfile "
