@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import BaseTestServer, TestServer
 
 from geodrop.config import LoggingConfig
 from geodrop.web.accesslog import AccessLog, count_body_bytes
@@ -36,7 +36,7 @@ async def _fails_mid_body(request: web.Request) -> web.StreamResponse:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[TestServer]:
+async def server() -> AsyncIterator[BaseTestServer]:
     app = web.Application()
     FrontDoor(AccessLog(LoggingConfig(), ()), policy_for([]), None).install(app)
     app.router.add_get("/body", _fails_mid_body)
@@ -44,7 +44,7 @@ async def server() -> AsyncIterator[TestServer]:
         yield test_server
 
 
-async def _everything_sent(server: TestServer, framing: str) -> bytes:
+async def _everything_sent(server: BaseTestServer, framing: str) -> bytes:
     """What the server sends for one GET on a keep-alive connection, until it closes it
     (a connection kept open fails here: the read times out)."""
     reader, writer = await asyncio.open_connection(server.host, server.port)
@@ -57,7 +57,7 @@ async def _everything_sent(server: TestServer, framing: str) -> bytes:
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
 async def test_a_body_cut_short_is_never_followed_by_an_error_answer(
-    server: TestServer, framing: str, caplog: pytest.LogCaptureFixture
+    server: BaseTestServer, framing: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     sent = await _everything_sent(server, framing)
