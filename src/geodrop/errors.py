@@ -112,9 +112,13 @@ class UnsupportedTusVersion(PreconditionFailed):
     code = "unsupported_tus_version"
 
 
-class BodyStalled(ConnectionError):
+class BodyStalled(GeodropError, ConnectionError):
     """A request body brought no byte for ``limits.body_idle_seconds``: handled as a
-    connection lost (what arrived is kept; the client resumes from a new one)."""
+    connection lost (what arrived is kept; the client resumes from a new one), and
+    answered, as nginx's ``client_body_timeout`` is, with 408."""
+
+    status = 408
+    code = "body_stalled"
 
 
 class PayloadTooLarge(GeodropError):
@@ -189,7 +193,9 @@ class IntegrityError(GeodropError):
 
 
 def error_for_status(status: int, message: str) -> GeodropError:
-    """The error of this tree that answers with ``status`` (for relaying a peer's refusal)."""
+    """The error of this tree that answers with ``status`` (for relaying a peer's refusal,
+    and for the client: a 408 is :class:`BodyStalled`, a connection lost, so the upload
+    resumes)."""
     for kind in (
         BadRequest,
         UnsupportedMediaType,
@@ -201,6 +207,7 @@ def error_for_status(status: int, message: str) -> GeodropError:
         PreconditionFailed,
         PayloadTooLarge,
         RangeNotSatisfiable,
+        BodyStalled,
         Locked,
         TooManyRequests,
         ChecksumMismatch,

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,6 +21,7 @@ from support.e2e_flows import (
     LocalFile,
     file_chunks,
     negotiate_upload,
+    patch_headers,
     send_file,
     tus_offset,
     tus_patch,
@@ -28,6 +32,9 @@ from support.http import session_from
 pytestmark = pytest.mark.e2e
 
 IDLE_SECONDS = 1
+BOTH_WAYS_A_BODY_IS_READ = pytest.mark.parametrize(
+    "size", [2 * MIB, DIRECT_BODY_BYTES + MIB], ids=["read by aiohttp", "taken over"]
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield running
 
 
-@pytest.mark.parametrize(
-    "size", [2 * MIB, DIRECT_BODY_BYTES + MIB], ids=["read by aiohttp", "taken over"]
-)
+@BOTH_WAYS_A_BODY_IS_READ
 async def test_a_stalled_body_ends_and_its_upload_resumes_at_once(
     cluster: Cluster, tmp_path: Path, size: int
 ) -> None:
@@ -78,3 +83,34 @@ async def test_a_stalled_body_ends_and_its_upload_resumes_at_once(
             dead.cancel()
             with contextlib.suppress(BaseException):
                 await dead
+
+
+@BOTH_WAYS_A_BODY_IS_READ
+async def test_a_client_still_there_hears_that_its_body_stalled(
+    cluster: Cluster, tmp_path: Path, size: int
+) -> None:
+    original: LocalFile = await asyncio.to_thread(write_random_file, tmp_path / "f.bin", size)
+    north = cluster.access_url("north")
+    async with session_from(client_address("north", "telecom"), user_token("alice")) as alice:
+        upload = await negotiate_upload(alice, north, original, ["bob"])
+    target = urlsplit(upload["upload_url"])
+    head = "".join(f"{name}: {value}\r\n" for name, value in patch_headers(0, size).items())
+    reader, writer = await asyncio.open_connection(
+        target.hostname, target.port, local_addr=(client_address("north", "telecom"), 0)
+    )
+    try:
+        writer.write(
+            f"PATCH {target.path}?{target.query} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+            f"{head}\r\n".encode()
+        )
+        writer.write(original.path.read_bytes()[: size // 3])
+        # ... and then nothing: nginx's client_body_timeout answers such a client 408.
+        async with asyncio.timeout(IDLE_SECONDS + 5):
+            answer_head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", answer_head)[1])  # type: ignore[index]
+            error = json.loads(await reader.readexactly(length))["error"]
+    finally:
+        writer.transport.abort()
+    assert answer_head.startswith(b"HTTP/1.1 408 "), answer_head
+    assert b"Connection: close" in answer_head  # the rest of the body is never read
+    assert error["code"] == "body_stalled"

@@ -56,13 +56,19 @@ def answer_to_error(request: web.BaseRequest, exc: Exception) -> web.Response:
             400 or more (a redirect is not an error: the caller lets it through).
     """
     if isinstance(exc, GeodropError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        if isinstance(exc, ConnectionError):
+            # A body that stalled: its rest is never read, so the connection can carry
+            # no other request.
+            response.force_close()
+        return response
     if isinstance(exc, web.HTTPException):
         code = _AIOHTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason, _kept_headers(exc))
     if isinstance(exc, ConnectionError):
         # The client went away mid-request (a dropped PATCH is normal for resumable
-        # uploads); what reached storage is kept, and nobody is left to answer.
+        # uploads); what reached storage is kept, and nobody is left to answer (the
+        # front door ends the connection: this answer is never sent).
         logger.info("client disconnected during %s %s: %s", request.method, request.path, exc)
         return error_response(400, "client_disconnected", "the connection was lost")
     logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)

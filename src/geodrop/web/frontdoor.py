@@ -13,7 +13,9 @@ The middleware, for each request, in this order:
    DESIGN.md §7 (:func:`~geodrop.web.error_responses.answer_to_error`), unless the
    handler had started its answer (a download, an event stream): no second answer may
    follow a head already sent, so the connection is closed and the client sees the
-   body cut short (:func:`~geodrop.web.error_responses.log_cut_short`); an answer the
+   body cut short (:func:`~geodrop.web.error_responses.log_cut_short`), or unless the
+   client went away before any answer (its connection failed while the body was
+   read): its connection is ended, nobody being left to read an answer; an answer the
    handler did not send itself gets ``Cache-Control: no-store`` unless it says otherwise,
    and the fixed headers of its path (tus's ``Tus-Resumable`` under ``/tus``, the
    served-content headers under ``/blobs``), errors included; and ``Connection: close``
@@ -21,8 +23,9 @@ The middleware, for each request, in this order:
    (:data:`CLOSES_CONNECTION`);
 5. writes its access-log line once the answer is known
    (:class:`~geodrop.web.accesslog.AccessLog`), redirects raised as exceptions and
-   clients gone mid-request included; an answer cut short is logged, as nginx does,
-   with the status it was sent with and the body bytes that went out.
+   clients gone mid-request included. As nginx logs them: a client gone before any
+   answer with 499, an answer cut short with the status it was sent with and the body
+   bytes that went out.
 
 The hook (``on_response_prepare``) runs on every answer just before its headers go out,
 answers a handler streamed itself included: it names the request (``X-Request-Id``) and
@@ -40,11 +43,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from geodrop.errors import GeodropError
 from geodrop.protocol.cors import CorsPolicy
 from geodrop.web.accesslog import (
     CLIENT_CLOSED,
@@ -118,7 +123,7 @@ class FrontDoor:
             started = time.perf_counter()
             link = access_log.link(request)
             status, nbytes = 500, 0
-            cut_short = False
+            failure: _FailureAnswer | None = None
             try:
                 preflight = None
                 if request.method == "OPTIONS":
@@ -133,18 +138,20 @@ class FrontDoor:
                     except web.HTTPException as exc:
                         if exc.status < 400:
                             raise
-                        response, cut_short = _answer_to_failure(request, exc)
+                        failure = _answer_to_failure(request, exc)
+                        response = failure.response
                     except Exception as exc:
-                        response, cut_short = _answer_to_failure(request, exc)
+                        failure = _answer_to_failure(request, exc)
+                        response = failure.response
                     if not response.prepared:
                         _add_fixed_headers(request, response, path_headers)
                         if request.get(CLOSES_CONNECTION):
                             response.force_close()
-                status = response.status
-                if access_log.enabled:
-                    if cut_short:
-                        nbytes = cut_short_bytes(request)
-                    else:
+                if failure is not None:
+                    status, nbytes = failure.logged(request)
+                else:
+                    status = response.status
+                    if access_log.enabled:
                         nbytes = response_bytes(request, response)
                 return response
             except web.HTTPException as exc:
@@ -176,21 +183,49 @@ class FrontDoor:
         request[ANSWER_STARTED] = response
 
 
-def _answer_to_failure(request: web.Request, exc: Exception) -> tuple[web.StreamResponse, bool]:
-    """The answer to a handler's failure, and whether it is an answer cut short.
+@dataclass(frozen=True, slots=True)
+class _FailureAnswer:
+    """The answer to a handler's failure, and what its access-log line says of it."""
 
-    The JSON error, unless the handler had started its answer. Then that answer stands,
-    cut short: its connection is closed, so that neither an error's head nor the end of
-    a chunked body can follow what was sent.
+    response: web.StreamResponse
+    status: int  # the line's status
+    cut_short: bool  # an answer whose head went out: its body bytes are those counted
+
+    def logged(self, request: web.Request) -> tuple[int, int]:
+        """The line's status and body bytes."""
+        if self.cut_short:
+            return self.status, cut_short_bytes(request)
+        if self.status == CLIENT_CLOSED:
+            return self.status, 0
+        return self.status, response_bytes(request, self.response)
+
+
+def _answer_to_failure(request: web.Request, exc: Exception) -> _FailureAnswer:
+    """The answer to a handler's failure.
+
+    The JSON error, logged with its status; unless the handler had started its answer.
+    Then that answer stands, cut short: its connection is closed, so that neither an
+    error's head nor the end of a chunked body can follow what was sent. A client gone
+    before any answer (its connection failed while the body was read) is logged as
+    nginx logs it, 499, and its connection ended: nobody is left to read an answer.
     """
     started: web.StreamResponse | None = request.get(ANSWER_STARTED)
-    if started is None:
-        return answer_to_error(request, exc), False
-    log_cut_short(request, exc)
-    started.force_close()
+    if started is not None:
+        log_cut_short(request, exc)
+        _end_connection(request, started)
+        return _FailureAnswer(started, started.status, cut_short=True)
+    response = answer_to_error(request, exc)
+    if isinstance(exc, ConnectionError) and not isinstance(exc, GeodropError):
+        _end_connection(request, response)
+        return _FailureAnswer(response, CLIENT_CLOSED, cut_short=False)
+    return _FailureAnswer(response, response.status, cut_short=False)
+
+
+def _end_connection(request: web.Request, response: web.StreamResponse) -> None:
+    """Close the request's connection now: nothing more of ``response`` goes out."""
+    response.force_close()
     if request.transport is not None:
         request.transport.close()
-    return started, True
 
 
 def _add_fixed_headers(

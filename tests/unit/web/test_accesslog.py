@@ -14,7 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 from aiohttp.typedefs import Handler, Middleware
 
 from geodrop.config import LoggingConfig
-from geodrop.errors import NotFound
+from geodrop.errors import BodyStalled, NotFound
 from geodrop.web.accesslog import CLIENT_CLOSED, AccessLog, request_id_for
 from geodrop.web.cors import policy_for
 from geodrop.web.error_responses import request_id
@@ -120,22 +120,38 @@ async def test_redirects_and_lost_clients_are_logged_with_their_status(
     async def lost(request: web.Request) -> web.StreamResponse:
         raise ConnectionResetError("gone")
 
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        raise BodyStalled("the body brought no byte for 60 s")
+
     async def cancelled(request: web.Request) -> web.StreamResponse:
         raise asyncio.CancelledError
 
     log = _front_door(LoggingConfig())
     with pytest.raises(web.HTTPFound):
         await log(make_mocked_request("GET", "/v1/files/x?access_token=SECRET"), redirect)
-    # A connection lost while the handler reads or writes is answered (if anyone is left
-    # to hear it); a handler cancelled because its client left is not.
-    answer = await log(make_mocked_request("PATCH", "/tus/x"), lost)
+    # A client whose connection failed while its body was read is gone: nginx's 499, and
+    # its connection is ended (the answer aiohttp is handed never goes out).
+    lost_request = make_mocked_request("PATCH", "/tus/x")
+    answer = await log(lost_request, lost)
+    assert not answer.keep_alive
+    lost_request.transport.close.assert_called_once()  # type: ignore[union-attr]
+    # A body that stalled is answered (its client may still be there to hear it): 408.
+    answer = await log(make_mocked_request("PATCH", "/tus/y"), stalled)
+    assert answer.status == 408
     assert isinstance(answer, web.Response)
     assert isinstance(answer.body, bytes)
-    assert json.loads(answer.body)["error"]["code"] == "client_disconnected"
+    assert json.loads(answer.body)["error"]["code"] == "body_stalled"
+    assert not answer.keep_alive  # the rest of its body is never read
     with pytest.raises(asyncio.CancelledError):
         await log(make_mocked_request("GET", "/blobs/x"), cancelled)
-    statuses = [(r.access["path"], r.access["status"]) for r in _access_lines(caplog)]  # type: ignore[attr-defined]
-    assert statuses == [("/v1/files/x", 302), ("/tus/x", 400), ("/blobs/x", CLIENT_CLOSED)]
+    lines = [r.access for r in _access_lines(caplog)]  # type: ignore[attr-defined]
+    assert [(a["path"], a["status"]) for a in lines] == [
+        ("/v1/files/x", 302),
+        ("/tus/x", CLIENT_CLOSED),
+        ("/tus/y", 408),
+        ("/blobs/x", CLIENT_CLOSED),
+    ]
+    assert lines[1]["bytes"] == 0
     assert all("SECRET" not in r.getMessage() for r in caplog.records)
 
 
