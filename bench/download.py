@@ -23,7 +23,15 @@ from typing import Final
 from bench import anchors
 from bench.context import BenchContext, GiB
 from bench.datafiles import random_file, sha256_of
-from bench.measure import Results, Samples, alternate, ratio, ratio_text, round_ratios
+from bench.measure import (
+    Results,
+    Samples,
+    alternate,
+    ratio,
+    ratio_text,
+    round_ratios,
+    shown_against,
+)
 from bench.plots import Panel, bar_panels
 from bench.procs import Service, Services
 from bench.report import Section, Target, markdown_table
@@ -225,7 +233,7 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
         targets.append(
             Target(
                 f"Download, {label}: geodrop / nginx throughput",
-                f"{ratio(g, n):.2f}×",
+                shown_against(ratio(g, n), 1.0),
                 "≥ 1.0×",
                 ratio(g, n) >= 1.0,
                 note=""
@@ -242,7 +250,7 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
         targets.append(
             Target(
                 f"Download, {label}: geodrop / nginx CPU per GiB",
-                f"{ratio(gc, nc):.2f}×",
+                shown_against(ratio(gc, nc), 1.2),
                 "≤ 1.2×",
                 ratio(gc, nc) <= 1.2,
                 note=""

@@ -81,6 +81,14 @@ def round_ratios(a: Samples, b: Samples) -> Samples:
     )
 
 
+def shown_against(value: float, goal: float, digits: int = 2) -> str:
+    """``0.83×``: a target's ratio, with more digits where two would round it onto its
+    goal and hide which side it fell (0.995 against 1.0: ``0.995×``, not ``1.00×``)."""
+    while digits < 4 and value != goal and round(value, digits) == goal:
+        digits += 1
+    return f"{value:.{digits}f}×"
+
+
 def ratio_text(a: Samples, b: Samples, digits: int = 2) -> str:
     """``1.03× (0.97–1.08)``: median ratio and the range of per-round ratios."""
     spread = round_ratios(a, b)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 from bench.context import BenchContext, GiB
 from bench.cpuaccount import cpu_account
 from bench.datafiles import random_file, sha256_of
-from bench.measure import Results, alternate, ratio, ratio_text
+from bench.measure import Results, alternate, ratio, ratio_text, shown_against
 from bench.procs import Service, Services
 from bench.report import Section, Target, markdown_table
 from bench.testbed import Cluster
@@ -152,7 +152,7 @@ def _section(ctx: BenchContext, results: Results, peak_rss_mib: float) -> Sectio
     targets = [
         Target(
             "S3 upload: geodrop / boto3 upload_file, same SeaweedFS",
-            f"{versus:.2f}×",
+            shown_against(versus, GOAL),
             f"≥ {GOAL}×",
             versus >= GOAL,
         )
