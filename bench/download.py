@@ -238,11 +238,12 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
                 ratio(g, n) >= 1.0,
                 note=""
                 if ratio(g, n) >= 1.0
-                else f"plain Python socket.sendfile reached {ratio(p, n):.2f}× nginx here too"
-                + segments
-                if ratio(p, n) < 1.0
                 else _client_bound_note(client, streams, gb, nb)
-                + _spread(g, n)
+                + (
+                    f"plain Python socket.sendfile reached {ratio(p, n):.2f}× nginx here too"
+                    if ratio(p, n) < 1.0
+                    else _spread(g, n)
+                )
                 + segments
                 + _uncorked_note(p, n, pc, nc),
             )
