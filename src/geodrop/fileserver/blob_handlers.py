@@ -176,7 +176,7 @@ async def _send(
     span: ranges.ByteRange,
     link: str,
 ) -> None:
-    def sent(count: int) -> None:
+    def count_sent(count: int) -> None:
         server.meters.sent(link, count)
         count_body_bytes(request, count)
 
@@ -189,7 +189,7 @@ async def _send(
     if local is not None and transport is not None and sock is not None and not tls:
         if span.length <= INLINE_SEND_BYTES and not transport.get_write_buffer_size():
             inline = _send_inline(sock, local, span)
-            sent(inline)
+            count_sent(inline)
             if inline == span.length:
                 return
             span = ranges.ByteRange(span.start + inline, span.stop)
@@ -197,13 +197,13 @@ async def _send(
         try:
             # Full segments only until the end of the body (nginx's tcp_nopush).
             with corked(sock):
-                await _send_slices(transport, sender, local, span, sent)
+                await _send_slices(transport, sender, local, span, count_sent)
         finally:
             sender.close()
         return
     async for chunk in stored.chunks(span.start, span.stop):
         await response.write(chunk)
-        sent(len(chunk))
+        count_sent(len(chunk))
 
 
 def _send_inline(sock: Socket, local: BinaryIO, span: ranges.ByteRange) -> int:
@@ -219,10 +219,10 @@ async def _send_slices(
     sender: SliceSender,
     local: BinaryIO,
     span: ranges.ByteRange,
-    sent_bytes: Callable[[int], None],
+    count_sent: Callable[[int], None],
 ) -> None:
     """Send ``span`` of the local file by kernel sendfile, slice by slice, each sized to
-    about :data:`SLICE_SECONDS` of the connection's last rate; ``sent_bytes`` hears of
+    about :data:`SLICE_SECONDS` of the connection's last rate; ``count_sent`` hears of
     each slice's bytes."""
     loop = asyncio.get_running_loop()
     position = span.start
@@ -238,7 +238,7 @@ async def _send_slices(
             done = await sender.send(position, count)
             sent = done.sent
             if done.error is not None:
-                sent_bytes(sent)  # what the client took before it went away
+                count_sent(sent)  # what the client took before it went away
                 raise done.error
             if sent < count:
                 # A slow client: the event loop waits for it, not a thread.
@@ -246,7 +246,7 @@ async def _send_slices(
         if sent == 0:
             raise ConnectionResetError("connection lost during sendfile")
         position += sent
-        sent_bytes(sent)
+        count_sent(sent)
         took = loop.time() - started
         if took <= 0 or sent / took >= FAST_CLIENT_BYTES_PER_SECOND:
             sender.client_is_fast()

@@ -148,7 +148,7 @@ class FrontDoor:
                         if request.get(CLOSES_CONNECTION):
                             response.force_close()
                 if failure is not None:
-                    status, nbytes = failure.logged(request)
+                    status, nbytes = failure.status, failure.nbytes
                 else:
                     status = response.status
                     if access_log.enabled:
@@ -189,15 +189,7 @@ class _FailureAnswer:
 
     response: web.StreamResponse
     status: int  # the line's status
-    cut_short: bool  # an answer whose head went out: its body bytes are those counted
-
-    def logged(self, request: web.Request) -> tuple[int, int]:
-        """The line's status and body bytes."""
-        if self.cut_short:
-            return self.status, cut_short_bytes(request)
-        if self.status == CLIENT_CLOSED:
-            return self.status, 0
-        return self.status, response_bytes(request, self.response)
+    nbytes: int  # the line's body bytes
 
 
 def _answer_to_failure(request: web.Request, exc: Exception) -> _FailureAnswer:
@@ -213,12 +205,12 @@ def _answer_to_failure(request: web.Request, exc: Exception) -> _FailureAnswer:
     if started is not None:
         log_cut_short(request, exc)
         _end_connection(request, started)
-        return _FailureAnswer(started, started.status, cut_short=True)
+        return _FailureAnswer(started, started.status, cut_short_bytes(request))
     response = answer_to_error(request, exc)
     if isinstance(exc, ConnectionError) and not isinstance(exc, GeodropError):
         _end_connection(request, response)
-        return _FailureAnswer(response, CLIENT_CLOSED, cut_short=False)
-    return _FailureAnswer(response, response.status, cut_short=False)
+        return _FailureAnswer(response, CLIENT_CLOSED, 0)
+    return _FailureAnswer(response, response.status, response_bytes(request, response))
 
 
 def _end_connection(request: web.Request, response: web.StreamResponse) -> None:

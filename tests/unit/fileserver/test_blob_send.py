@@ -70,6 +70,14 @@ def read_all(sock: socket.socket, into: bytearray) -> threading.Thread:
     return thread
 
 
+def telecom_meters() -> LinkMeters:
+    """The meters of a file server with one link, ``telecom``."""
+    link = LinkConfig(
+        "telecom", "https://127.1.1.1:7701", ListenAddress("127.1.1.1", 7701), "telecom", 1000.0
+    )
+    return LinkMeters((link,))
+
+
 class Written:
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -113,10 +121,7 @@ async def send(
         return count
 
     monkeypatch.setattr(asyncio.get_running_loop(), "sendfile", fake_sendfile)
-    link = LinkConfig(
-        "telecom", "https://127.1.1.1:7701", ListenAddress("127.1.1.1", 7701), "telecom", 1000.0
-    )
-    meters = LinkMeters((link,))
+    meters = telecom_meters()
     server = cast(FileServer, SimpleNamespace(meters=meters))
     server_end, client_end = connection
     transport = FakeTransport(object() if tls else None, server_end, buffered)
@@ -280,10 +285,7 @@ async def test_the_bytes_sent_before_a_client_went_away_are_metered_and_counted(
     size = 16 * 1024 * 1024
     path = tmp_path / "big"
     path.write_bytes(b"x" * size)
-    link = LinkConfig(
-        "telecom", "https://127.1.1.1:7701", ListenAddress("127.1.1.1", 7701), "telecom", 1000.0
-    )
-    meters = LinkMeters((link,))
+    meters = telecom_meters()
     server = cast(FileServer, SimpleNamespace(meters=meters))
     server_end, client_end = connection
     request = FakeRequest(FakeTransport(None, server_end, 0))
