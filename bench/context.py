@@ -20,8 +20,9 @@ class BenchContext:
         quick: ``make bench QUICK=1``: smaller files, fewer rounds, shorter loads; the
             whole run must stay under 5 minutes.
         rounds: how many times each side of a comparison runs (≥ 5; 3 when quick).
-        work_dir: a folder of the section's own on a disk-backed file system, removed
-            after the section returns (big files go here, never in the repo).
+        work_dir: a folder of the section's own on a disk-backed file system (big files
+            go here, never in the repo); its big files are removed when the section
+            returns, the rest when the run ends (``bench.__main__.remove_big_files``).
         docs_dir: where the report and the plots go (``docs/``).
         big_file: the size of the "1 GiB" transfers (256 MiB when quick).
         load_seconds: how long one load (wrk, small-file loop) runs (8 s; 2 s when quick).

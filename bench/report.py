@@ -101,7 +101,10 @@ def render(
         "figures are medians with min–max over the rounds, and every ratio is the ratio "
         "of two medians from the same run. All traffic stays on loopback addresses "
         "(127.0.0.0/8); the simulation uses 198.18.0.0/15 inside network namespaces it "
-        "creates and deletes itself.\n",
+        "creates and deletes itself. A section's big files are removed when it ends, its "
+        "small ones with the rest of the work folder when the run ends: removed at once, "
+        "tens of thousands of them would make the next section's file creations slower "
+        "(see `bench/__main__.py`).\n",
         "## Machine and versions\n",
         markdown_table(["", ""], [[k, v] for k, v in facts.items()]),
     ]
