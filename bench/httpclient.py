@@ -86,3 +86,8 @@ def expect(answer: Answer, *statuses: int, what: str) -> Answer:
     if answer.status not in statuses:
         raise RuntimeError(f"{what}: HTTP {answer.status}: {answer.body[:500]!r}")
     return answer
+
+
+def tus_terminate(upload_url: str, *, what: str = "tus DELETE") -> None:
+    """tus termination of an upload (204): its file goes, keeping the disk from filling."""
+    expect(request("DELETE", upload_url, headers={"Tus-Resumable": "1.0.0"}), 204, what=what)

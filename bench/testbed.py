@@ -204,11 +204,7 @@ class Cluster:
 
     def delete_upload(self, upload_url: str) -> None:
         """tus termination: the file and its record go (keeps the disk from filling)."""
-        httpclient.expect(
-            httpclient.request("DELETE", upload_url, headers={"Tus-Resumable": "1.0.0"}),
-            204,
-            what="tus DELETE",
-        )
+        httpclient.tus_terminate(upload_url)
 
     def download_url(
         self, file_id: str, *, user: str = "bob", region: str = "north", carrier: str = "telecom"

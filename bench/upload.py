@@ -20,6 +20,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -96,14 +97,7 @@ def _tus_send(base: str, data: Path) -> Send:
         )
         seconds = time.perf_counter() - start
 
-        def terminate() -> None:
-            httpclient.expect(
-                httpclient.request("DELETE", location, headers={"Tus-Resumable": "1.0.0"}),
-                204,
-                what="@tus/server DELETE",
-            )
-
-        return seconds, terminate
+        return seconds, partial(httpclient.tus_terminate, location, what="@tus/server DELETE")
 
     return send
 
