@@ -52,7 +52,7 @@ class ClaimSettings:
 
     @classmethod
     def quick(cls) -> ClaimSettings:
-        return cls(size=8_000_000, transfers_per_round=5, rounds=1)
+        return cls(size=8_000_000, transfers_per_round=4, rounds=1)
 
 
 @dataclass

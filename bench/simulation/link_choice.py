@@ -66,7 +66,7 @@ class LinkChoiceSettings:
 
     @classmethod
     def quick(cls) -> LinkChoiceSettings:
-        return cls(5, 30.0, 1_000_000, 0.6, 11.0, 3.0, 1.0, 6.0)
+        return cls(5, 30.0, 1_000_000, 0.6, 8.0, 3.0, 1.0, 5.0)
 
     @property
     def arrivals_per_second(self) -> float:
