@@ -53,7 +53,10 @@ def answer_to_error(request: web.BaseRequest, exc: Exception) -> web.Response:
     Args:
         request: the request that failed (named in the log of an unexpected error).
         exc: what its handler raised; an :class:`aiohttp.web.HTTPException` of status
-            400 or more (a redirect is not an error: the caller lets it through).
+            400 or more (a redirect is not an error: the caller lets it through). Not a
+            client gone before any answer (a :class:`ConnectionError` that is no
+            :class:`~geodrop.errors.GeodropError`): nobody is left to answer, and the
+            front door ends its connection instead (:func:`log_lost_client`).
     """
     if isinstance(exc, GeodropError):
         response = error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -65,14 +68,14 @@ def answer_to_error(request: web.BaseRequest, exc: Exception) -> web.Response:
     if isinstance(exc, web.HTTPException):
         code = _AIOHTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason, _kept_headers(exc))
-    if isinstance(exc, ConnectionError):
-        # The client went away mid-request (a dropped PATCH is normal for resumable
-        # uploads); what reached storage is kept, and nobody is left to answer (the
-        # front door ends the connection: this answer is never sent).
-        logger.info("client disconnected during %s %s: %s", request.method, request.path, exc)
-        return error_response(400, "client_disconnected", "the connection was lost")
     logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
     return error_response(500, "internal", "internal server error")
+
+
+def log_lost_client(request: web.BaseRequest, exc: ConnectionError) -> None:
+    """Log a client that went away mid-request (a dropped PATCH is normal for resumable
+    uploads; what reached storage is kept)."""
+    logger.info("client disconnected during %s %s: %s", request.method, request.path, exc)
 
 
 def log_cut_short(request: web.BaseRequest, exc: Exception) -> None:
@@ -80,7 +83,7 @@ def log_cut_short(request: web.BaseRequest, exc: Exception) -> None:
     follow that head: the front door ends the connection instead, so the client sees
     the body cut short rather than a second answer inside it."""
     if isinstance(exc, ConnectionError):
-        logger.info("client disconnected during %s %s: %s", request.method, request.path, exc)
+        log_lost_client(request, exc)
         return
     logger.error(
         "%s %s failed after its answer started; its connection is closed",

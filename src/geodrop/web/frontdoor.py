@@ -64,6 +64,7 @@ from geodrop.web.error_responses import (
     REQUEST_ID_HEADER,
     answer_to_error,
     log_cut_short,
+    log_lost_client,
     request_id,
 )
 from geodrop.web.request_limits import RequestRateLimit
@@ -206,10 +207,12 @@ def _answer_to_failure(request: web.Request, exc: Exception) -> _FailureAnswer:
         log_cut_short(request, exc)
         _end_connection(request, started)
         return _FailureAnswer(started, started.status, cut_short_bytes(request))
-    response = answer_to_error(request, exc)
     if isinstance(exc, ConnectionError) and not isinstance(exc, GeodropError):
-        _end_connection(request, response)
-        return _FailureAnswer(response, CLIENT_CLOSED, 0)
+        log_lost_client(request, exc)
+        unsent = web.Response(status=CLIENT_CLOSED)  # aiohttp needs one; it never goes out
+        _end_connection(request, unsent)
+        return _FailureAnswer(unsent, CLIENT_CLOSED, 0)
+    response = answer_to_error(request, exc)
     return _FailureAnswer(response, response.status, response_bytes(request, response))
 
 
