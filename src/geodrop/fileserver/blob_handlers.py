@@ -95,7 +95,7 @@ async def blob(request: web.Request) -> web.StreamResponse:
     transfer = await downloads.visible_transfer(server, file_id, grant.user)
     etag = f'"{transfer.sha256}"'
     last_modified = http_date(transfer.completed_at or transfer.created_at)
-    stored = await server.store.open_file(file_id, small=transfer.size <= SMALL_FILE_BYTES)
+    stored = await server.store.open_file(file_id)
     try:
         decision = ranges.decide(
             method=request.method,

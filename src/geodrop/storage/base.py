@@ -172,12 +172,8 @@ class BlobStore(ABC):
         """
 
     @abstractmethod
-    async def open_file(self, file_id: str, *, small: bool = False) -> StoredBlob:
+    async def open_file(self, file_id: str) -> StoredBlob:
         """Open a committed file.
-
-        Args:
-            small: the caller knows the file holds at most :data:`SMALL_FILE_BYTES`
-                (a local store then opens it on the event loop, as it sends it there).
 
         Raises:
             NotFound: there is no such file.

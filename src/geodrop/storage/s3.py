@@ -297,7 +297,7 @@ class S3BlobStore(BlobStore):
         pieces = [await self.objects.get_range(s.key, s.start, s.stop) for s in segments]
         return b"".join(pieces)
 
-    async def open_file(self, file_id: str, *, small: bool = False) -> StoredBlob:
+    async def open_file(self, file_id: str) -> StoredBlob:
         key = self.objects.file_key(file_id)
         head = await self.objects.head(key)
         if head is None:

@@ -179,13 +179,13 @@ async def test_commit_makes_the_file_visible_and_removes_the_upload(store: BlobS
 async def test_store_whole_makes_the_file_visible_at_once(store: BlobStore) -> None:
     await store.store_whole(ID, b"a whole small file")
     await assert_only_the_file_holds(store, b"a whole small file")
-    small = await store.open_file(ID, small=True)  # opened on the loop (local store)
+    small = await store.open_file(ID)
     try:
         assert await read_all(small) == b"a whole small file"
     finally:
         await small.close()
     with pytest.raises(NotFound):
-        await store.open_file(OTHER, small=True)
+        await store.open_file(OTHER)
     await store.create_upload(OTHER)  # the upload area of another id is untouched
     assert await store.upload_offset(OTHER) == 0
 
