@@ -223,7 +223,7 @@ async def _send_slices(
 ) -> None:
     """Send ``span`` of the local file by kernel sendfile, slice by slice, each sized to
     about :data:`SLICE_SECONDS` of the connection's last rate; ``count_sent`` hears of
-    each slice's bytes."""
+    the bytes as they go, those a client took before it went away included."""
     loop = asyncio.get_running_loop()
     position = span.start
     slice_bytes = MIN_SENDFILE_SLICE
@@ -233,22 +233,45 @@ async def _send_slices(
         if transport.get_write_buffer_size():
             # Bytes of an earlier answer still wait in the transport: asyncio's
             # sendfile sends them first.
-            sent = await loop.sendfile(transport, local, position, count)
+            sent = await _sendfile_on_loop(transport, local, position, count, count_sent)
         else:
             done = await sender.send(position, count)
             sent = done.sent
+            count_sent(sent)  # what the client took, before it went away too
             if done.error is not None:
-                count_sent(sent)  # what the client took before it went away
                 raise done.error
             if sent < count:
                 # A slow client: the event loop waits for it, not a thread.
-                sent += await loop.sendfile(transport, local, position + sent, count - sent)
+                rest = count - sent
+                sent += await _sendfile_on_loop(transport, local, position + sent, rest, count_sent)
         if sent == 0:
             raise ConnectionResetError("connection lost during sendfile")
         position += sent
-        count_sent(sent)
         took = loop.time() - started
         if took <= 0 or sent / took >= FAST_CLIENT_BYTES_PER_SECOND:
             sender.client_is_fast()
         rate_slice = sent * SLICE_SECONDS / took if took > 0 else MAX_SENDFILE_SLICE
         slice_bytes = int(min(MAX_SENDFILE_SLICE, max(MIN_SENDFILE_SLICE, rate_slice)))
+
+
+async def _sendfile_on_loop(
+    transport: asyncio.Transport,
+    local: BinaryIO,
+    position: int,
+    count: int,
+    count_sent: Callable[[int], None],
+) -> int:
+    """asyncio's sendfile of ``count`` bytes from ``position``; ``count_sent`` hears of the
+    bytes sent, those the client took before it went away included.
+
+    asyncio leaves the file's position after the last byte sent, also when it raises
+    (documented for ``loop.sendfile``); it moves it only once a byte went, hence the seek.
+    """
+    local.seek(position)
+    try:
+        sent = await asyncio.get_running_loop().sendfile(transport, local, position, count)
+    except BaseException:
+        count_sent(local.tell() - position)
+        raise
+    count_sent(sent)
+    return sent

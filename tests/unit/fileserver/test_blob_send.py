@@ -9,6 +9,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -261,6 +262,23 @@ def leave_after(sock: socket.socket, count: int, into: bytearray) -> threading.T
     return thread
 
 
+async def send_whole_file(server: FileServer, request: FakeRequest, path: Path) -> None:
+    """``_send`` of the whole file at ``path`` on ``request``'s transport, over the link
+    ``telecom``; at most 10 s."""
+    with path.open("rb") as file:
+        await asyncio.wait_for(
+            _send(
+                server,
+                cast(web.Request, request),
+                cast(web.StreamResponse, Written()),
+                cast(StoredBlob, LocalBlob(file, b"")),
+                ByteRange(0, os.fstat(file.fileno()).st_size),
+                "telecom",
+            ),
+            10,
+        )
+
+
 async def test_a_client_gone_mid_slice_is_told_with_the_bytes_it_took(
     tmp_path: Path, connection: tuple[socket.socket, socket.socket]
 ) -> None:
@@ -279,32 +297,43 @@ async def test_a_client_gone_mid_slice_is_told_with_the_bytes_it_took(
     assert len(received) <= done.sent < size  # what the client read, and its buffers held
 
 
+@pytest.mark.parametrize("waits_first", [False, True], ids=["thread", "thread-then-asyncio"])
 async def test_the_bytes_sent_before_a_client_went_away_are_metered_and_counted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connection: tuple[socket.socket, socket.socket]
+    tmp_path: Path, connection: tuple[socket.socket, socket.socket], waits_first: bool
 ) -> None:
+    """A client reads 1 MiB of a slice and goes away. One that first takes nothing for a
+    while gets the rest of its slice from asyncio's sendfile (a real transport here) once
+    the sender thread hands it back: the thread's share and asyncio's are counted both."""
     size = 16 * 1024 * 1024
     path = tmp_path / "big"
     path.write_bytes(b"x" * size)
     meters = telecom_meters()
     server = cast(FileServer, SimpleNamespace(meters=meters))
     server_end, client_end = connection
-    request = FakeRequest(FakeTransport(None, server_end, 0))
-    received = bytearray()
-    reader = leave_after(client_end, 1024 * 1024, received)
-    with path.open("rb") as file, pytest.raises(ConnectionError):
-        await asyncio.wait_for(
-            _send(
-                server,
-                cast(web.Request, request),
-                cast(web.StreamResponse, Written()),
-                cast(StoredBlob, LocalBlob(file, b"")),
-                ByteRange(0, size),
-                "telecom",
-            ),
-            5,
+    transport: FakeTransport | asyncio.Transport = FakeTransport(None, server_end, 0)
+    if waits_first:
+        transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+            asyncio.Protocol, server_end
         )
-    reader.join(5)
+    request = FakeRequest(cast(FakeTransport, transport))
+    received = bytearray()
+
+    def read_then_leave() -> None:
+        if waits_first:
+            time.sleep(4 * sendfile.ROOM_WAIT_MILLISECONDS / 1000)
+        leave_after(client_end, 1024 * 1024, received).join(5)
+
+    client = threading.Thread(target=read_then_leave, daemon=True)
+    client.start()
+    try:
+        with pytest.raises(ConnectionError):
+            await send_whole_file(server, request, path)
+    finally:
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+    await asyncio.to_thread(client.join, 5)
     counted = request[BODY_BYTES_SENT]
+    assert len(received) == 1024 * 1024
     assert len(received) <= counted < size
     assert meters.reports()[0].bytes_sent == counted
 
