@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -46,6 +47,10 @@ NGINX_AGAIN: Final = "nginx, again"
 CLIENT_TIMEOUT: Final = 600.0
 # A client this busy (its share of the cores it can use) was the bottleneck.
 CLIENT_BOUND_SHARE: Final = 0.85
+# Over a client-bound configuration's rounds of geodrop and nginx, a correlation this
+# strong between a round's server CPU per GiB and its throughput: the two download
+# targets trade against each other there (_trade_note).
+TRADE_CORRELATION: Final = 0.7
 
 
 def _spread(geodrop: Samples, nginx: Samples) -> str:
@@ -69,14 +74,20 @@ def _same_server_note(results: Results) -> str:
     return f"; nginx, measured a second time in the same rounds, read {again:.2f}× itself"
 
 
+def _client_bound(client: str, streams: int, geodrop_busy: Samples, nginx_busy: Samples) -> bool:
+    """Whether the client was the bottleneck with both servers."""
+    cores = _client_cores(client, streams)
+    return min(geodrop_busy.median, nginx_busy.median) >= CLIENT_BOUND_SHARE * cores
+
+
 def _client_bound_note(
     client: str, streams: int, geodrop_busy: Samples, nginx_busy: Samples
 ) -> str:
     """Why a server cannot move a client faster, when the client was the bottleneck with
     both servers: empty otherwise."""
-    cores = _client_cores(client, streams)
-    if min(geodrop_busy.median, nginx_busy.median) < CLIENT_BOUND_SHARE * cores:
+    if not _client_bound(client, streams, geodrop_busy, nginx_busy):
         return ""
+    cores = _client_cores(client, streams)
     of = "its one core" if cores == 1 else f"the {cores} cores its processes can use"
     return (
         f"{client} itself was the bottleneck with both servers: it kept "
@@ -95,6 +106,32 @@ def _uncorked_note(python: Samples, nginx: Samples, python_cpu: Samples, nginx_c
         "nginx by taking more of the client's TCP work into the server, at "
         f"{ratio(python_cpu, nginx_cpu):.2f}× nginx's server CPU per GiB (the CPU target "
         "allows 1.2×)"
+    )
+
+
+def _trade_note(client: str, results: Results) -> str:
+    """How a client-bound configuration's throughput followed the server's CPU per GiB
+    over the rounds of geodrop and nginx, when it did: empty otherwise.
+
+    Over loopback the server that does more of the client's TCP work in its own context
+    (see the clients' table) leaves the client more of its core for taking bytes: then a
+    server buys throughput with CPU, and the two targets trade against each other.
+    """
+    servers = [side for side in ("geodrop", "nginx", NGINX_AGAIN) if side in results]
+    cpu = [v for side in servers for v in results[side]["CPU s/GiB"].values]
+    throughput = [v for side in servers for v in results[side]["GB/s"].values]
+    try:
+        correlation = statistics.correlation(cpu, throughput)
+        slope = statistics.linear_regression(cpu, throughput).slope
+    except statistics.StatisticsError:  # fewer than two rounds, or a constant figure
+        return ""
+    if correlation < TRADE_CORRELATION:
+        return ""
+    return (
+        f"; the two targets trade against each other here: over the {len(cpu)} rounds of "
+        f"geodrop and nginx a round's throughput rose with the CPU per GiB its server "
+        f"spent (r = {correlation:.2f}, {slope / 10:+.2f} GB/s per 0.1 s/GiB), the server "
+        f"doing more of {client}'s TCP work in its own context"
     )
 
 
@@ -246,6 +283,7 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
         cpu_rows.append([label, gc.fmt(3), nc.fmt(3), pc.fmt(3), ratio_text(gc, nc)])
         segment_rows.append([label, gs.fmt(1), ns.fmt(1), ps.fmt(1)])
         segments = _segment_note(gs, ns)
+        trade = _trade_note(client, res) if _client_bound(client, streams, gb, nb) else ""
         targets.append(
             Target(
                 f"Download, {label}: geodrop / nginx throughput",
@@ -262,7 +300,8 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
                 )
                 + segments
                 + _uncorked_note(p, n, pc, nc)
-                + _same_server_note(res),
+                + _same_server_note(res)
+                + trade,
             )
         )
         targets.append(
@@ -274,9 +313,9 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
                 note=""
                 if ratio(gc, nc) <= 1.2
                 else "plain Python socket.sendfile (a thread per stream) used "
-                f"{ratio(pc, nc):.2f}× nginx's CPU per GiB here too" + segments + both
+                f"{ratio(pc, nc):.2f}× nginx's CPU per GiB here too" + segments + both + trade
                 if ratio(pc, nc) > 1.2
-                else _spread(gc, nc) + segments + both,
+                else _spread(gc, nc) + segments + both + trade,
             )
         )
     groups = [_config_label(c, s) for c, s in results]
