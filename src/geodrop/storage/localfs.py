@@ -117,7 +117,7 @@ class LocalBlobStore(BlobStore):
         # The new name in the uploads folder is not fsynced: nothing in an empty area needs
         # keeping. Commit makes the folder durable; until then a crash of the machine may
         # lose the area, and the file server makes it again (uploads.current_offset). As
-        # the open of a small file to send (open_file), making an empty file is done on the
+        # the open of a file to send (open_file), making an empty file is done on the
         # event loop: no data, no flush. Upload negotiations under wrk (64 connections,
         # alternating runs): with the folder's fsync on a thread ~700 req/s at ~1,550 µs
         # of CPU each; without the fsync ~770 req/s at ~1,250 µs; on the loop ~930 req/s
