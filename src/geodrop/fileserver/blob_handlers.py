@@ -30,7 +30,7 @@ from geodrop.metadata.base import Transfer
 from geodrop.protocol import ranges, signing
 from geodrop.protocol.fileid import parse_file_id
 from geodrop.protocol.tus import http_date
-from geodrop.storage.base import SMALL_FILE_BYTES, StoredBlob
+from geodrop.storage.base import StoredBlob
 from geodrop.web.accesslog import count_body_bytes
 
 # Sent in slices so the link's byte-rate meter moves during a long download. Each
@@ -46,11 +46,12 @@ MIN_SENDFILE_SLICE: Final = 8 * 1024 * 1024
 MAX_SENDFILE_SLICE: Final = 512 * 1024 * 1024
 SLICE_SECONDS: Final = 1.0
 # A body this small goes out in one non-blocking sendfile on the event loop when the
-# socket has room for it (it nearly always does): a sender thread's hand-offs cost more
-# than the send (a page-cache read of at most 64 KiB). Measured with the small-file flow
-# of bench/smallfiles.py, together with the file closes and the free-space check no
-# longer sent to threads: 206 -> 232 transactions/s, north's CPU 4.5 -> 3.9 ms each.
-INLINE_SEND_BYTES: Final = SMALL_FILE_BYTES
+# socket has room for it (it nearly always does): a sender thread's hand-offs (submitting,
+# waking the thread, waking the loop, the GIL handed back and forth) cost more than the
+# send (a page-cache read of at most 64 KiB). Measured with the small-file flow of
+# bench/smallfiles.py, together with the file closes and the free-space check no longer
+# sent to threads: 206 -> 232 transactions/s, north's CPU 4.5 -> 3.9 ms each.
+INLINE_SEND_BYTES: Final = 64 * 1024
 
 # An uploaded HTML or SVG file must never run script in a browser, nor leak where it came
 # from: on every answer under /blobs, errors included (the front door adds them).

@@ -23,13 +23,6 @@ from geodrop.errors import InsufficientStorage
 UNKNOWN_FREE_BYTES: Final = 1 << 62
 
 
-# A file this small is opened and sent on the event loop by the local store and the blob
-# handler: a thread hop (submitting, waking the thread, waking the loop, the GIL handed
-# back and forth) cost more than the open and the send. Measured with the small-file
-# flow of bench/smallfiles.py (4 KiB files, two regions): a hop fewer per download
-# raised transactions/s by about a tenth.
-SMALL_FILE_BYTES: Final = 64 * 1024
-
 # A full file system, or the storage user's disk quota reached: the region is full (507).
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
