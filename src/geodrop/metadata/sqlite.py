@@ -673,7 +673,9 @@ class SqliteTransferStore(TransferStore):
             )
             return [r["id"] for r in rows]
 
-        return await self._db.run(select)
+        # On the loop: the announcer asks after every completed upload, and the index on
+        # inbox_pending leaves it the few retired files not yet withdrawn (usually none).
+        return await self._db.read(select)
 
     async def mark_inbox_removed(self, transfer_id: str) -> None:
         await self._db.run(
