@@ -4,19 +4,25 @@ tests/integration/storage/test_blobstore_contract.py."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import itertools
 import os
 import stat
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from geodrop.errors import InsufficientStorage
 from geodrop.storage import localfs, writeback
 from geodrop.storage.localfs import LocalBlobStore
 from support.blobstores import committed, file_bytes, read_all, write
 
 ID = "north.abcdefghijklmnopqrstuvwxyz"
+OTHER_ID = "north.abzyxwvutsrqponmlkjihgfedc"  # the same folder as ID
 
 
 @pytest.fixture
@@ -123,3 +129,65 @@ def test_writeback_of_a_real_file_keeps_its_bytes(tmp_path: Path) -> None:
     assert path.read_bytes() == data
     if sys.platform == "linux":
         assert writeback._sync_file_range is not None
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def fsync_failing_on(kind: int) -> Callable[[int], None]:
+    """An ``os.fsync`` that fails as a full disk does on files of ``kind`` (a stat.S_IF*)."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_IFMT(os.fstat(fd).st_mode) == kind:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    return fsync
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+@pytest.mark.parametrize(
+    "failing", [stat.S_IFREG, stat.S_IFDIR], ids=["file's fsync", "folder's fsync"]
+)
+async def test_a_whole_file_that_cannot_be_made_durable_leaves_nothing(
+    store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch, failing: int
+) -> None:
+    await store.store_whole(OTHER_ID, b"an earlier file")  # its folder exists already
+    descriptors = open_descriptors()
+    monkeypatch.setattr(os, "fsync", fsync_failing_on(failing))
+    with pytest.raises(InsufficientStorage):
+        await store.store_whole(ID, b"a whole small file")
+    monkeypatch.undo()
+    assert visible_files(store) == [store.paths.file(OTHER_ID)]  # no staged or final name
+    assert open_descriptors() == descriptors
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+async def test_a_whole_file_cancelled_while_made_durable_is_finished_and_closed(
+    store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    descriptors = open_descriptors()
+    entered, release = threading.Event(), threading.Event()
+    real = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        entered.set()
+        release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    storing = asyncio.create_task(store.store_whole(ID, b"a whole small file"))
+    assert await asyncio.to_thread(entered.wait, 10)  # the thread holds the descriptors
+    storing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await storing
+    release.set()
+    for _ in range(1000):  # the thread finishes the file though nobody waits for it
+        if visible_files(store) == [store.paths.file(ID)] and open_descriptors() == descriptors:
+            break
+        await asyncio.sleep(0.01)
+    assert visible_files(store) == [store.paths.file(ID)]
+    assert store.paths.file(ID).read_bytes() == b"a whole small file"
+    assert open_descriptors() == descriptors
