@@ -81,10 +81,18 @@ def _client_bound(client: str, streams: int, geodrop_busy: Samples, nginx_busy: 
 
 
 def _client_bound_note(
-    client: str, streams: int, geodrop_busy: Samples, nginx_busy: Samples
+    client: str,
+    streams: int,
+    busy: tuple[Samples, Samples],
+    client_cpu: tuple[Samples, Samples],
 ) -> str:
     """Why a server cannot move a client faster, when the client was the bottleneck with
-    both servers: empty otherwise."""
+    both servers (``busy``: its cores busy with geodrop and with nginx): empty otherwise.
+
+    Such a client's throughput is its cores busy over its CPU per GiB; the note gives
+    both, with each server (``client_cpu``, the same order).
+    """
+    geodrop_busy, nginx_busy = busy
     if not _client_bound(client, streams, geodrop_busy, nginx_busy):
         return ""
     cores = _client_cores(client, streams)
@@ -92,7 +100,8 @@ def _client_bound_note(
     return (
         f"{client} itself was the bottleneck with both servers: it kept "
         f"{geodrop_busy.median:.2f} of {of} busy receiving from geodrop, "
-        f"{nginx_busy.median:.2f} from nginx; "
+        f"{nginx_busy.median:.2f} from nginx, and spent {client_cpu[0].median:.3f} s of "
+        f"CPU per GiB taking geodrop's bytes, {client_cpu[1].median:.3f} nginx's; "
     )
 
 
@@ -292,7 +301,7 @@ def _section(ctx: BenchContext, results: dict[tuple[str, int], Results]) -> Sect
                 ratio(g, n) >= 1.0,
                 note=""
                 if ratio(g, n) >= 1.0
-                else _client_bound_note(client, streams, gb, nb)
+                else _client_bound_note(client, streams, (gb, nb), (gk, nk))
                 + (
                     f"plain Python socket.sendfile reached {ratio(p, n):.2f}× nginx here too"
                     if ratio(p, n) < 1.0
