@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import logging
@@ -308,8 +307,7 @@ def _make_durable(fd: int, folder_fd: int, source: Path, target: Path) -> None:
         moved = True
         os.fsync(folder_fd)
     except BaseException:
-        with contextlib.suppress(OSError):  # the first failure is the one to report
-            _unlink(target if moved else source)
+        _unlink_quietly(target if moved else source)  # the first failure is the one raised
         raise
     finally:
         os.close(fd)
@@ -323,7 +321,8 @@ def _remove_if_made(path: Path, made: asyncio.Future[None]) -> None:
 
 
 def _unlink_quietly(path: Path) -> None:
-    """:func:`_unlink`, for clean-up nobody waits for: a failure is only logged."""
+    """:func:`_unlink`, for clean-up whose failure must not replace another or has nobody
+    waiting for it: a failure is only logged."""
     try:
         _unlink(path)
     except OSError as exc:
